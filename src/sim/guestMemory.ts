@@ -1,9 +1,11 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
-/** Digest chunk: 1 MiB. Chunk hashes are cached and recomputed only where written. */
-export const DIGEST_CHUNK_SHIFT = 20;
+/** Digest tree: page hashes (16 bytes) → 1 MiB group hashes → root. */
+export const DIGEST_GROUP_SHIFT = 20;
+const PAGE_HASH_BYTES = 16;
+const PAGES_PER_GROUP = 1 << (DIGEST_GROUP_SHIFT - 12);
 export const MAX_RAM_BYTES = 4 * 1024 ** 3;
 
 /**
@@ -20,12 +22,14 @@ export class GuestMemory {
   readonly pages: number;
   private dirty: Uint8Array;
   private spare: Uint8Array;
-  private readonly staleChunk: Uint8Array;
-  private readonly chunkHash: Buffer;
+  private readonly stalePage: Uint8Array;
+  private readonly staleGroup: Uint8Array;
+  private readonly pageHash: Buffer;
+  private readonly groupHash: Buffer;
   private readonly view: DataView;
 
   constructor(readonly size: number) {
-    if (!Number.isInteger(size) || size <= 0 || size % (1 << DIGEST_CHUNK_SHIFT) !== 0 || size > MAX_RAM_BYTES) {
+    if (!Number.isInteger(size) || size <= 0 || size % (1 << DIGEST_GROUP_SHIFT) !== 0 || size > MAX_RAM_BYTES) {
       throw new RangeError(`guest RAM size must be a positive multiple of 1 MiB up to 4 GiB, got ${size}`);
     }
     // Buffer.alloc of this size is calloc-backed: untouched pages cost nothing.
@@ -34,9 +38,11 @@ export class GuestMemory {
     this.pages = size / PAGE_SIZE;
     this.dirty = new Uint8Array(this.pages);
     this.spare = new Uint8Array(this.pages);
-    const chunks = size / (1 << DIGEST_CHUNK_SHIFT);
-    this.staleChunk = new Uint8Array(chunks).fill(1);
-    this.chunkHash = Buffer.alloc(chunks * 32);
+    const groups = size / (1 << DIGEST_GROUP_SHIFT);
+    this.stalePage = new Uint8Array(this.pages).fill(1);
+    this.staleGroup = new Uint8Array(groups).fill(1);
+    this.pageHash = Buffer.alloc(this.pages * PAGE_HASH_BYTES);
+    this.groupHash = Buffer.alloc(groups * 32);
   }
 
   inRange(addr: number, len: number): boolean {
@@ -52,10 +58,11 @@ export class GuestMemory {
   private mark(addr: number, len: number): void {
     const first = Math.floor(addr / PAGE_SIZE);
     const last = Math.floor((addr + len - 1) / PAGE_SIZE);
-    for (let p = first; p <= last; p++) this.dirty[p] = 1;
-    const c0 = Math.floor(addr / (1 << DIGEST_CHUNK_SHIFT));
-    const c1 = Math.floor((addr + len - 1) / (1 << DIGEST_CHUNK_SHIFT));
-    for (let c = c0; c <= c1; c++) this.staleChunk[c] = 1;
+    for (let p = first; p <= last; p++) {
+      this.dirty[p] = 1;
+      this.stalePage[p] = 1;
+      this.staleGroup[Math.floor(p / PAGES_PER_GROUP)] = 1;
+    }
   }
 
   read8(addr: number): number {
@@ -135,7 +142,8 @@ export class GuestMemory {
     } else {
       this.bytes.set(src.subarray(srcOffset, srcOffset + PAGE_SIZE), off);
     }
-    this.staleChunk[off >>> DIGEST_CHUNK_SHIFT] = 1;
+    this.stalePage[page] = 1;
+    this.staleGroup[Math.floor(page / PAGES_PER_GROUP)] = 1;
   }
 
   isZeroPage(page: number): boolean {
@@ -170,22 +178,56 @@ export class GuestMemory {
   }
 
   /**
-   * SHA-256 over the SHA-256 of every 1 MiB chunk. Chunk hashes are cached
-   * and recomputed only for chunks written since the last digest, so a digest
-   * taken at pause costs only what changed since the previous one.
+   * Digest of all of RAM: a two-level tree (SHA-256 of each page truncated to
+   * 16 bytes → SHA-256 of each 1 MiB group's page hashes → SHA-256 of the
+   * group hashes). Page and group hashes are cached; a write marks them stale,
+   * so a digest costs only what changed since the previous one. That lets the
+   * coordinator warm the cache during pre-copy and verify at pause for the
+   * price of the last round's pages.
+   *
+   * Yields to the event loop every `sliceMs` so that a running guest and the
+   * agent keep being served. A page is hashed in one synchronous step, and a
+   * write after that marks it stale again, so yielding is safe.
    */
-  digest(): { hex: string; rehashedChunks: number } {
-    let rehashed = 0;
-    const chunk = 1 << DIGEST_CHUNK_SHIFT;
-    for (let c = 0; c < this.staleChunk.length; c++) {
-      if (this.staleChunk[c] === 0) continue;
-      const h = createHash('sha256').update(this.bytes.subarray(c * chunk, (c + 1) * chunk)).digest();
-      h.copy(this.chunkHash, c * 32);
-      this.staleChunk[c] = 0;
-      rehashed++;
+  private rehashGroup(g: number): number {
+    this.staleGroup[g] = 0;
+    let n = 0;
+    const p0 = g * PAGES_PER_GROUP;
+    for (let p = p0; p < p0 + PAGES_PER_GROUP; p++) {
+      if (this.stalePage[p] === 0) continue;
+      this.stalePage[p] = 0;
+      const off = p * PAGE_SIZE;
+      hash('sha256', this.bytes.subarray(off, off + PAGE_SIZE), 'buffer').copy(this.pageHash, p * PAGE_HASH_BYTES, 0, PAGE_HASH_BYTES);
+      n++;
     }
-    const hex = createHash('sha256').update(this.chunkHash).digest('hex');
-    return { hex, rehashedChunks: rehashed };
+    createHash('sha256')
+      .update(this.pageHash.subarray(p0 * PAGE_HASH_BYTES, (p0 + PAGES_PER_GROUP) * PAGE_HASH_BYTES))
+      .digest()
+      .copy(this.groupHash, g * 32);
+    return n;
+  }
+
+  async digest(sliceMs = 4): Promise<{ hex: string; rehashedPages: number }> {
+    let rehashed = 0;
+    let sliceStart = performance.now();
+    const groups = this.staleGroup.length;
+    for (let g = 0; g < groups; g++) {
+      if (this.staleGroup[g] === 0) continue;
+      rehashed += this.rehashGroup(g);
+      if (performance.now() - sliceStart > sliceMs) {
+        await new Promise((r) => setImmediate(r));
+        sliceStart = performance.now();
+        // A write while we yielded re-marked its page and group; a later pass of
+        // this loop or the next digest() picks it up. Groups already passed are
+        // re-checked below before the root is taken.
+      }
+    }
+    // Anything written while we yielded (running guest) is hashed now, without yielding.
+    for (let g = 0; g < groups; g++) {
+      if (this.staleGroup[g] === 0) continue;
+      rehashed += this.rehashGroup(g);
+    }
+    return { hex: createHash('sha256').update(this.groupHash).digest('hex'), rehashedPages: rehashed };
   }
 }
 

@@ -1,0 +1,259 @@
+import { BaremigError, asBaremigError } from '../errors.js';
+import type { AgentClient } from '../protocol/client.js';
+import { encode } from '../protocol/codec.js';
+import type { Responses } from '../protocol/messages.js';
+import { Progress, decide, expectedDowntimeMs } from './convergence.js';
+import { type CapturedDevice, captureDevices, planDevices, restoreDevices, restoreEstimateMs, rollbackDevices } from './devicePhase.js';
+import type { GuestObserver } from './guestObserver.js';
+import { DEFAULT_OPTIONS, type DeviceReport, type MigrationEvent, type MigrationOptions, type MigrationSummary, type Phase } from './types.js';
+
+const PAGE = 4096;
+
+export interface MigrationParams {
+  src: AgentClient;
+  dst: AgentClient;
+  /** How the source agent reaches the destination's page stream (host as seen from the source). */
+  dstDataHost: string;
+  options?: Partial<MigrationOptions>;
+  observer?: GuestObserver;
+  onEvent?: (e: MigrationEvent) => void;
+  /** Tests: called as each phase begins, awaited (fault injection). */
+  onPhase?: (p: Phase) => Promise<void> | void;
+}
+
+/**
+ * One live migration as an explicit state machine:
+ *   setup → precopy(round n) → stop → final-copy → devices → vcpu → verify → resume → commit
+ * with rollback (resume on the source) from every phase before the
+ * destination runs. Once the destination runs the source never resumes.
+ * Resolves with a summary (ok or not); never leaves two running copies.
+ */
+export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
+  const o: MigrationOptions = { ...DEFAULT_OPTIONS, ...p.options };
+  const { src, dst } = p;
+  const t0 = performance.now();
+  const elapsed = () => performance.now() - t0;
+  const progress = new Progress();
+  const emit = (e: MigrationEvent) => p.onEvent?.(e);
+  let phase: Phase = 'setup';
+  const enter = async (ph: Phase) => {
+    phase = ph;
+    emit({ type: 'phase', phase: ph, elapsedMs: elapsed(), progress: progress.current });
+    await p.onPhase?.(ph);
+    if (o.signal?.aborted) throw new BaremigError('CANCELLED', 'migration cancelled by the operator');
+    if (o.timeoutMs > 0 && elapsed() > o.timeoutMs) throw new BaremigError('TIMEOUT', `migration exceeded its time limit of ${o.timeoutMs} ms in phase ${ph}`);
+  };
+  let limit = o.downtimeLimitMs;
+  let rounds = 0;
+  let bytesSent = 0;
+  let pagesSent = 0;
+  let zeroPages = 0;
+  let lastExpected = 0;
+  let srcPaused = false;
+  let dstPrepared = false;
+  let captured: CapturedDevice[] = [];
+  let pauseAt = 0;
+  let deviceReports: DeviceReport[] = [];
+  const breakdown: Record<string, number> = {};
+  let ramBytes = 0;
+
+  const summary = (ok: boolean, extra: Partial<MigrationSummary>): MigrationSummary => ({
+    ok,
+    source: src.node,
+    destination: dst.node,
+    totalMs: elapsed(),
+    downtimeMs: 0,
+    guestDowntimeMs: null,
+    rounds,
+    bytesSent,
+    pagesSent,
+    zeroPages,
+    throughputMBps: bytesSent / 1e6 / Math.max(elapsed() / 1000, 1e-9),
+    downtimeLimitMs: limit,
+    expectedDowntimeMs: lastExpected,
+    verified: false,
+    guestContinued: null,
+    devices: deviceReports,
+    downtimeBreakdownMs: breakdown,
+    ...extra,
+  });
+
+  try {
+    // ---- setup: both agents, the guest, the hardware, the link
+    await enter('setup');
+    const [sState, dState] = await Promise.all([src.request('state', {}), dst.request('state', {})]);
+    if (sState.guest !== 'running') throw new BaremigError('STATE', `${src.node} has no running guest (it is ${sState.guest})`);
+    if (dState.guest === 'running' || dState.guest === 'paused' || dState.guest === 'incoming') throw new BaremigError('STATE', `${dst.node} is not idle: its guest is ${dState.guest}`);
+    if (sState.ramBytes > dState.ramCapacity) throw new BaremigError('BAD_REQUEST', `${dst.node} has ${dState.ramCapacity} bytes of RAM, the guest needs ${sState.ramBytes}`);
+    ramBytes = sState.ramBytes;
+    const devicePlan = planDevices(sState.devices, dState.devices);
+    // Round-trip time, for the downtime estimate.
+    const r0 = performance.now();
+    await Promise.all([src.request('state', {}), dst.request('state', {})]);
+    const rttMs = performance.now() - r0;
+    const prep = await dst.request('prepareIncoming', { ramBytes, devices: devicePlan.map((d) => d.src.kind) });
+    dstPrepared = true;
+    const peer = { host: p.dstDataHost, port: prep.port, token: prep.token };
+    const stream = (which: 'all' | 'dirty') => src.request('streamPages', o.bandwidth ? { which, peer, bandwidth: o.bandwidth } : { which, peer }, 600_000);
+    const deviceEstimateMs = restoreEstimateMs(devicePlan, rttMs);
+    const stateBytes = 4096 * (1 + devicePlan.length);
+
+    // ---- pre-copy
+    await src.request('dirtyLogStart', {});
+    let which: 'all' | 'dirty' = 'all';
+    let streamBytes = 0;
+    let streamMs = 0;
+    const dirtyHistory: number[] = [];
+    let remainingPages = ramBytes / PAGE;
+    for (;;) {
+      rounds++;
+      await enter('precopy');
+      const r = await stream(which);
+      bytesSent += r.wireBytes;
+      pagesSent += r.pages;
+      zeroPages += r.zeroPages;
+      streamBytes += r.wireBytes;
+      streamMs += r.ms;
+      const sync = await src.request('dirtyLogSync', {});
+      // Warm the digest caches on both sides while the guest still runs, so
+      // that verifying at pause costs only the last round's pages.
+      await Promise.all([src.request('digest', {}, 600_000), dst.request('digest', {}, 600_000)]);
+      const bandwidthBps = (streamBytes / Math.max(streamMs, 1)) * 1000;
+      const dirtyRateBps = ((sync.dirtyPages * PAGE) / Math.max(sync.intervalMs, 1)) * 1000;
+      remainingPages = sync.dirtyPages;
+      dirtyHistory.push(sync.dirtyPages);
+      lastExpected = expectedDowntimeMs({ dirtyPages: sync.dirtyPages, stateBytes, bandwidthBps, deviceRestoreMs: deviceEstimateMs, rttMs });
+      emit({
+        type: 'round',
+        round: rounds,
+        pagesSent: r.pages,
+        zeroPages: r.zeroPages,
+        wireBytes: r.wireBytes,
+        roundMs: r.ms,
+        dirtyPages: sync.dirtyPages,
+        dirtyRateBps,
+        bandwidthBps,
+        expectedDowntimeMs: lastExpected,
+        downtimeLimitMs: limit,
+        progress: progress.update(bytesSent, remainingPages * PAGE),
+        totalBytesSent: bytesSent,
+        elapsedMs: elapsed(),
+      });
+      const d = decide({ round: rounds, maxRounds: o.maxRounds, expectedDowntimeMs: lastExpected, downtimeLimitMs: limit, dirtyRateBps, bandwidthBps: o.bandwidth ? Math.min(bandwidthBps, o.bandwidth) : bandwidthBps, dirtyHistory, onStall: o.onStall, limitStepFactor: o.limitStepFactor, maxDowntimeLimitMs: o.maxDowntimeLimitMs });
+      if (d.action === 'stop') break;
+      if (d.action === 'abort') {
+        emit({ type: 'policy', action: 'abort', reason: d.reason, downtimeLimitMs: limit, elapsedMs: elapsed() });
+        throw new BaremigError('NOT_CONVERGING', d.reason, { rounds, expectedDowntimeMs: lastExpected, downtimeLimitMs: limit });
+      }
+      if (d.action === 'raise-limit') {
+        limit = d.newLimitMs;
+        emit({ type: 'policy', action: 'raise-limit', reason: d.reason, downtimeLimitMs: limit, elapsedMs: elapsed() });
+        if (lastExpected <= limit) break;
+      }
+      which = 'dirty';
+    }
+
+    // ---- stop-and-copy
+    await enter('stop');
+    const tPause = performance.now();
+    const paused = await src.request('pause', {});
+    srcPaused = true;
+    pauseAt = tPause;
+    await p.observer?.atPause(src, paused.guestNs);
+    breakdown.pause = performance.now() - tPause;
+
+    await enter('final-copy');
+    let t = performance.now();
+    await src.request('dirtyLogSync', {});
+    const fin = await stream('dirty');
+    rounds++;
+    bytesSent += fin.wireBytes;
+    pagesSent += fin.pages;
+    zeroPages += fin.zeroPages;
+    breakdown.finalCopy = performance.now() - t;
+    progress.update(bytesSent, 0);
+
+    await enter('devices');
+    t = performance.now();
+    captured = await captureDevices(src, devicePlan);
+    deviceReports = await restoreDevices(dst, captured);
+    for (const r of deviceReports) emit({ type: 'device', ...r });
+    breakdown.devices = performance.now() - t;
+
+    await enter('vcpu');
+    t = performance.now();
+    const v = await src.request('vcpuGet', {});
+    await dst.request('vcpuSet', { vcpu: v.vcpu, wallMs: v.wallMs });
+    breakdown.vcpu = performance.now() - t;
+
+    await enter('verify');
+    t = performance.now();
+    const [ds, dd] = await Promise.all([src.request('digest', {}, 600_000), dst.request('digest', {}, 600_000)]);
+    breakdown.verify = performance.now() - t;
+    if (ds.hex !== dd.hex) throw new BaremigError('VERIFY', `destination memory differs from the source's at pause (digest ${dd.hex.slice(0, 16)}… vs ${ds.hex.slice(0, 16)}…)`);
+
+    // ---- resume on the destination: the point of no return
+    await enter('resume');
+    t = performance.now();
+    try {
+      await dst.request('resume', {});
+    } catch (e) {
+      const err = asBaremigError(e);
+      if (err.code === 'STATE' || err.code === 'BAD_REQUEST') throw err; // the destination answered: it did not run
+      // No answer: the destination may or may not run. Keep the source paused.
+      throw new BaremigError('UNCERTAIN', `lost ${dst.node} while it was resuming: it may be running. The guest on ${src.node} stays paused so that only one copy can run; check ${dst.node} (baremig nodes) before resuming anything. Cause: ${err.message}`);
+    }
+    const downtimeMs = performance.now() - pauseAt;
+    breakdown.resume = performance.now() - t;
+    progress.bump(1);
+
+    await enter('commit');
+    try {
+      await src.request('release', {});
+    } catch (e) {
+      emit({ type: 'warning', message: `the guest runs on ${dst.node}; releasing its paused copy on ${src.node} failed (${(e as Error).message}) — it stays paused and must not be resumed`, elapsedMs: elapsed() });
+    }
+    let guestDowntimeMs: number | null = null;
+    let guestContinued: boolean | null = null;
+    if (p.observer) {
+      const obs = await p.observer.afterResume(dst).catch(() => null);
+      if (obs) {
+        guestDowntimeMs = obs.guestDowntimeMs;
+        guestContinued = obs.continued;
+      }
+    }
+    return summary(true, { downtimeMs, guestDowntimeMs, guestContinued, verified: true, totalMs: elapsed(), expectedDowntimeMs: lastExpected, devices: deviceReports });
+  } catch (e) {
+    const err = asBaremigError(e);
+    const failedIn = phase;
+    if (err.code === 'UNCERTAIN') {
+      return summary(false, { error: { code: err.code, message: err.message, phase: failedIn, sourceRunning: false } });
+    }
+    // ---- rollback: the destination never ran, so the source may run again.
+    phase = 'rollback';
+    emit({ type: 'phase', phase: 'rollback', elapsedMs: elapsed(), progress: progress.current });
+    if (dstPrepared) await dst.request('release', {}, 5000).catch(() => undefined);
+    let sourceRunning = false;
+    let rollbackNote = '';
+    try {
+      if (srcPaused) {
+        if (captured.length) await rollbackDevices(src, captured);
+        await src.request('dirtyLogStop', {}, 5000);
+        await src.request('resume', {}, 5000);
+      } else {
+        await src.request('dirtyLogStop', {}, 5000).catch(() => undefined);
+      }
+      const st = await src.request('state', {}, 5000);
+      sourceRunning = st.guest === 'running';
+    } catch (re) {
+      rollbackNote = ` Rolling back on ${src.node} failed too: ${(re as Error).message}.`;
+    }
+    emit({ type: 'rollback', fromPhase: failedIn, reason: err.message, sourceRunning, elapsedMs: elapsed() });
+    return summary(false, { error: { code: err.code, message: `${err.message}${rollbackNote}`, phase: failedIn, sourceRunning } });
+  }
+}
+
+/** Size of a vCPU state on the wire (for reports). */
+export function vcpuWireBytes(v: Responses['vcpuGet']): number {
+  return encode(v).length;
+}

@@ -1,0 +1,217 @@
+import type { AccessSize } from '../devices/io.js';
+import type { InterruptController, TimedDevice } from '../devices/irq.js';
+import { DeviceBus, type PortAccess } from './bus.js';
+import { HostClock } from './clock.js';
+import type { GuestContext, GuestIo } from './guest/context.js';
+import { GuestOs, type GuestSpec } from './guest/os.js';
+import { GuestMemory } from './guestMemory.js';
+import { type VcpuState, RFLAGS_IF, cloneVcpu, resetVcpu } from './vcpu.js';
+
+export type GuestRunState = 'none' | 'running' | 'paused' | 'incoming' | 'released';
+
+/** A device as the node has it: on the bus, maybe timed, maybe shadowed by the hypervisor. */
+export interface SimDevice {
+  kind: string;
+  name: string;
+  mmioBase?: number;
+  timed?: TimedDevice;
+  /** Hypervisor port traps and the shadow they feed (8254/8259). */
+  shadow?: {
+    ports: Array<[number, number]>;
+    initial(): unknown;
+    reduce(shadow: unknown, access: PortAccess): unknown;
+  };
+}
+
+export interface DeviceFactory {
+  kind: string;
+  /** Creates the device on `machine` (attaching it to the bus). */
+  create(machine: Machine): SimDevice;
+}
+
+/** Wall-clock ms (µs resolution) shared by the nodes of a cluster (PTP-synchronised on real hardware). */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * A simulated bare-metal node: RAM, one vCPU, a device bus, and the guest's
+ * run loop. The run loop is event driven: after each step it sleeps until the
+ * next module wake-up or device event (the guest "halts"), so an idle guest
+ * costs no CPU.
+ */
+export class Machine {
+  readonly clock = new HostClock();
+  readonly bus = new DeviceBus();
+  readonly os = new GuestOs();
+  readonly devices: SimDevice[] = [];
+  mem: GuestMemory | null = null;
+  vcpu: VcpuState = resetVcpu();
+  state: GuestRunState = 'none';
+  intc: InterruptController | null = null;
+  /** guest ns = host clock ns + tscOffsetNs */
+  private tscOffsetNs = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private readonly shadows = new Map<string, unknown>();
+  private ctx: GuestContext | null = null;
+  /** Called when a guest step throws: the guest has crashed. */
+  onCrash: (err: unknown) => void = () => {};
+
+  constructor(
+    readonly name: string,
+    readonly ramCapacity: number,
+    factories: DeviceFactory[] = [],
+  ) {
+    for (const f of factories) this.addDevice(f.create(this));
+  }
+
+  addDevice(d: SimDevice): void {
+    this.devices.push(d);
+    if (d.shadow) {
+      const sh = d.shadow;
+      this.shadows.set(d.kind, sh.initial());
+      for (const [a, b] of sh.ports) {
+        this.bus.trap(a, b, (acc) => this.shadows.set(d.kind, sh.reduce(this.shadows.get(d.kind), acc)));
+      }
+    }
+  }
+
+  /** The hypervisor's shadow of intercepted device writes, per device kind. */
+  shadowLog(): Record<string, unknown> {
+    return Object.fromEntries(this.shadows);
+  }
+
+  guestNowNs(): number {
+    return this.clock.nowNs() + this.tscOffsetNs;
+  }
+
+  context(): GuestContext {
+    if (!this.mem) throw new Error('no guest RAM');
+    if (this.ctx && this.ctx.mem === this.mem) return this.ctx;
+    const bus = this.bus;
+    const io: GuestIo = {
+      in: (port: number, size: AccessSize) => bus.in(port, size),
+      out: (port: number, size: AccessSize, value: number) => bus.out(port, size, value),
+      mmioRead: (addr: number, size: AccessSize) => bus.mmioRead(addr, size),
+      mmioWrite: (addr: number, size: AccessSize, value: number) => bus.mmioWrite(addr, size, value),
+    };
+    this.ctx = { mem: this.mem, io, nowNs: () => this.guestNowNs() };
+    return this.ctx;
+  }
+
+  /** Boots a fresh guest (simulator only: a real node boots its own OS). */
+  boot(ramBytes: number, spec: GuestSpec): void {
+    if (this.state !== 'none' && this.state !== 'released') throw new Error(`cannot boot: guest is ${this.state}`);
+    this.allocate(ramBytes);
+    this.vcpu = resetVcpu();
+    this.vcpu.rflags |= RFLAGS_IF;
+    this.tscOffsetNs = -this.clock.nowNs();
+    this.os.boot(this.context(), spec);
+    this.state = 'running';
+    this.schedule(0);
+  }
+
+  /** Fresh RAM for an incoming guest (destination of a migration). */
+  prepareIncoming(ramBytes: number): void {
+    if (this.state !== 'none' && this.state !== 'released') throw new Error(`cannot receive a guest: guest is ${this.state}`);
+    this.allocate(ramBytes);
+    this.vcpu = resetVcpu();
+    this.state = 'incoming';
+  }
+
+  private allocate(ramBytes: number): void {
+    if (ramBytes > this.ramCapacity) throw new RangeError(`guest needs ${ramBytes} bytes of RAM, node ${this.name} has ${this.ramCapacity}`);
+    this.mem = null;
+    this.ctx = null;
+    this.mem = new GuestMemory(ramBytes);
+  }
+
+  pause(): void {
+    if (this.state !== 'running') throw new Error(`cannot pause: guest is ${this.state}`);
+    this.stopLoop();
+    this.vcpu.tsc = BigInt(Math.floor(this.guestNowNs()));
+    this.state = 'paused';
+  }
+
+  /** Resume a paused guest (source rollback) or start an incoming one (destination). */
+  resume(): void {
+    if (this.state !== 'paused' && this.state !== 'incoming') throw new Error(`cannot resume: guest is ${this.state}`);
+    if (this.state === 'incoming' && !GuestOs.isBooted(this.context())) throw new Error('incoming guest RAM holds no bootable guest');
+    this.state = 'running';
+    this.schedule(0);
+  }
+
+  /** vCPU state; on a paused guest `tsc` is the guest clock at pause. */
+  getVcpu(): VcpuState {
+    const s = cloneVcpu(this.vcpu);
+    if (this.state === 'running') s.tsc = BigInt(Math.floor(this.guestNowNs()));
+    return s;
+  }
+
+  /**
+   * Loads a vCPU state. `tscWallMs` is the wall time at which `s.tsc` was
+   * read: the guest clock keeps running from there, as the physical TSC does
+   * while a guest is paused, so the guest sees the pause as elapsed time.
+   */
+  setVcpu(s: VcpuState, tscWallMs: number): void {
+    if (this.state !== 'incoming') throw new Error(`cannot load vCPU state: guest is ${this.state}`);
+    this.vcpu = cloneVcpu(s);
+    const guestNow = Number(s.tsc) + (wallMs() - tscWallMs) * 1e6;
+    this.tscOffsetNs = guestNow - this.clock.nowNs();
+  }
+
+  /** Discard the guest: after a committed migration (source) or an abandoned one (destination). */
+  release(): void {
+    this.stopLoop();
+    this.mem = null;
+    this.ctx = null;
+    this.state = this.state === 'none' ? 'none' : 'released';
+  }
+
+  private stopLoop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = null;
+    this.immediate = null;
+  }
+
+  private schedule(delayNs: number): void {
+    this.stopLoop();
+    if (delayNs <= 0) this.immediate = setImmediate(() => this.run());
+    else this.timer = setTimeout(() => this.run(), Math.max(1, Math.floor(delayNs / 1e6)));
+  }
+
+  /** Wake the guest now (an interrupt was raised). */
+  kick(): void {
+    if (this.state === 'running' && this.timer) this.schedule(0);
+  }
+
+  private run(): void {
+    this.timer = null;
+    this.immediate = null;
+    if (this.state !== 'running') return;
+    try {
+      const hostNow = this.clock.nowNs();
+      for (const d of this.devices) d.timed?.advanceTo(hostNow);
+      const ctx = this.context();
+      // Deliver pending interrupts while the guest has them enabled.
+      if (this.intc) {
+        for (let n = 0; n < 16 && (this.vcpu.rflags & RFLAGS_IF) !== 0n && this.intc.intr(); n++) {
+          this.os.interrupt(ctx, this.intc.acknowledge());
+        }
+      }
+      const wakeGuest = this.os.step(ctx);
+      let next = wakeGuest - this.tscOffsetNs;
+      for (const d of this.devices) {
+        const t = d.timed?.nextEventNs?.();
+        if (t !== undefined && t < next) next = t;
+      }
+      if (this.state === 'running') this.schedule(Math.min(next - this.clock.nowNs(), 1e9));
+    } catch (e) {
+      this.stopLoop();
+      this.state = 'paused';
+      this.onCrash(e);
+    }
+  }
+}

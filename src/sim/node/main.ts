@@ -1,0 +1,35 @@
+/**
+ * One simulated bare-metal node as an OS process (so a test can kill it):
+ * a Machine and its agent. Started by `baremig cluster up` and by tests with
+ * one JSON argument (SimNodeConfig); prints one READY line with its ports.
+ */
+import { BaremigError } from '../../errors.js';
+import { parseKey } from '../../protocol/auth.js';
+import { SimAgent } from '../agent/server.js';
+import { deviceFactories } from '../devices.js';
+import { Machine } from '../machine.js';
+import { READY_PREFIX, type SimNodeConfig } from './config.js';
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as SimNodeConfig;
+  const key = parseKey(cfg.keyHex);
+  if (!key) throw new BaremigError('USAGE', 'node key must be hex, at least 16 bytes');
+  const machine = new Machine(cfg.name, cfg.ramCapacity, deviceFactories(cfg.devices));
+  machine.onCrash = (e) => process.stderr.write(`guest crashed on ${cfg.name}: ${(e as Error).stack ?? String(e)}\n`);
+  const agent = new SimAgent(machine, { host: cfg.host, port: cfg.port, key });
+  await agent.start();
+  if (cfg.boot) machine.boot(cfg.boot.ramBytes, cfg.boot.spec);
+  process.stdout.write(`${READY_PREFIX}${JSON.stringify({ name: cfg.name, port: agent.port, dataPort: agent.dataPort, pid: process.pid })}\n`);
+  const stop = () => {
+    void agent.stop().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // The parent may go away after READY (cluster up detaches): never die of a closed stdout.
+  process.stdout.on('error', () => {});
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`node failed to start: ${(e as Error).message}\n`);
+  process.exit(1);
+});
