@@ -51,6 +51,8 @@ export class Machine {
   intc: InterruptController | null = null;
   /** guest ns = host clock ns + tscOffsetNs */
   private tscOffsetNs = 0;
+  /** Wall time at which the paused guest's clock (vcpu.tsc) stopped being read. */
+  private pausedWallMs = 0;
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private readonly shadows = new Map<string, unknown>();
@@ -131,6 +133,7 @@ export class Machine {
     if (this.state !== 'running') throw new Error(`cannot pause: guest is ${this.state}`);
     this.stopLoop();
     this.vcpu.tsc = BigInt(Math.floor(this.guestNowNs()));
+    this.pausedWallMs = wallMs();
     this.state = 'paused';
   }
 
@@ -142,11 +145,16 @@ export class Machine {
     this.schedule(0);
   }
 
-  /** vCPU state; on a paused guest `tsc` is the guest clock at pause. */
-  getVcpu(): VcpuState {
+  /**
+   * vCPU state and the wall time its `tsc` belongs to: on a paused guest the
+   * guest clock at pause and the moment of the pause.
+   */
+  getVcpu(): { vcpu: VcpuState; tscWallMs: number } {
     const s = cloneVcpu(this.vcpu);
-    if (this.state === 'running') s.tsc = BigInt(Math.floor(this.guestNowNs()));
-    return s;
+    if (this.state !== 'running') return { vcpu: s, tscWallMs: this.pausedWallMs };
+    const w = wallMs();
+    s.tsc = BigInt(Math.floor(this.guestNowNs()));
+    return { vcpu: s, tscWallMs: w };
   }
 
   /**

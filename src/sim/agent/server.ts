@@ -275,7 +275,7 @@ export class SimAgent {
       case 'pause':
         this.requireState('running');
         m.pause();
-        return { guestNs: Number(m.vcpu.tsc), wallMs: wallMs() } satisfies Responses['pause'];
+        return { guestNs: Number(m.vcpu.tsc), wallMs: m.getVcpu().tscWallMs } satisfies Responses['pause'];
       case 'resume': {
         this.requireState('paused', 'incoming');
         const wasIncoming = m.state === 'incoming';
@@ -293,7 +293,8 @@ export class SimAgent {
       }
       case 'vcpuGet':
         this.requireState('running', 'paused');
-        return { vcpu: m.getVcpu(), wallMs: wallMs() };
+        const g = m.getVcpu();
+        return { vcpu: g.vcpu, wallMs: g.tscWallMs };
       case 'vcpuSet': {
         this.requireState('incoming');
         const problem = checkVcpuState(req.vcpu);

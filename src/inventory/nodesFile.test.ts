@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { BaremigError } from '../errors.js';
+import { findNode, parseInventory } from './nodesFile.js';
+
+const KEY = 'ab'.repeat(32);
+const good = `cluster:
+  key: ${KEY}
+nodes:
+  node17:
+    agent: ws://127.0.0.1:7017
+    ram: 4G
+    devices: [pit, pic]
+  node42:
+    agent: ws://127.0.0.1:7042
+    dataHost: 10.1.0.42
+`;
+
+function err(text: string): BaremigError {
+  try {
+    parseInventory(text, 'nodes.yaml');
+  } catch (e) {
+    return e as BaremigError;
+  }
+  throw new Error('expected an error');
+}
+
+describe('nodes file', () => {
+  it('parses nodes, keys, sizes and defaults', () => {
+    const inv = parseInventory(good, 'nodes.yaml');
+    const n = findNode(inv, 'node17');
+    expect(n.ram).toBe(4 * 1024 ** 3);
+    expect(n.key.toString('hex')).toBe(KEY);
+    expect(n.dataHost).toBe('127.0.0.1');
+    expect(findNode(inv, 'node42').dataHost).toBe('10.1.0.42');
+  });
+
+  it('names the line of a bad agent address', () => {
+    const e = err(good.replace('ws://127.0.0.1:7042', 'http://x'));
+    expect(e.code).toBe('INVENTORY');
+    expect(e.message).toMatch(/^nodes\.yaml:9: nodes\.node42\.agent: must be a ws/);
+    expect(e.message.split('\n')).toHaveLength(1);
+  });
+
+  it('names the line of a bad size and a bad key', () => {
+    expect(err(good.replace('ram: 4G', 'ram: lots')).message).toMatch(/^nodes\.yaml:6: .*ram 'lots' is not a size/);
+    expect(err(good.replace(KEY, 'xyz')).message).toMatch(/^nodes\.yaml:2: cluster\.key must be hex/);
+  });
+
+  it('rejects unknown fields, unknown devices, broken YAML, duplicate nodes', () => {
+    expect(err(good.replace('ram: 4G', 'rma: 4G')).message).toMatch(/nodes\.yaml:\d+: nodes\.node17: Unrecognized key/i);
+    expect(err(good.replace('[pit, pic]', '[pit, gpu]')).message).toMatch(/nodes\.node17\.devices\.1/);
+    expect(err('nodes: [').message).toMatch(/^nodes\.yaml:1: not valid YAML/);
+    expect(err(good + '  node17:\n    agent: ws://h:1\n').message).toMatch(/not valid YAML.*unique/i);
+    expect(err('nodes: {}\n').message).toMatch(/lists no nodes/);
+  });
+
+  it('unknown node names get an actionable error', () => {
+    const inv = parseInventory(good);
+    try {
+      findNode(inv, 'node99');
+      expect.unreachable();
+    } catch (e) {
+      expect((e as BaremigError).code).toBe('UNKNOWN_NODE');
+      expect((e as Error).message).toMatch(/unknown node 'node99'.*did you mean node17, node42/);
+    }
+  });
+});

@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { type ClusterRecord, ensureDir, isAlive, isNodeProcess, readRecord, recordPath, removeClusterFiles, writeFileAtomic } from '../cli/clusterDir.js';
+import { BaremigError } from '../errors.js';
+import { startNode, type SimNodeHandle } from './cluster.js';
+import type { GuestSpec } from './guest/os.js';
+import { MODULE_AREA_ADDR } from './guest/layout.js';
+
+export interface ClusterUpOptions {
+  dir: string;
+  nodes: string[];
+  /** Guest RAM (and each node's RAM capacity), bytes. */
+  ram: number;
+  /** Nodes that boot a guest. */
+  guests: string[];
+  devices: string[];
+  dirtyRate: number;
+  /** Fraction of guest RAM the workload fills with pseudo-random data at boot. */
+  fillFraction: number;
+  seed: number;
+  /** Keep running after this process exits. */
+  detached: boolean;
+  host?: string;
+}
+
+export function demoGuestSpec(ram: number, dirtyRate: number, fillFraction: number, seed: number): GuestSpec {
+  const room = ram - MODULE_AREA_ADDR - 2 * 1024 * 1024;
+  const ws = Math.max(1024 * 1024, Math.floor((room * Math.min(Math.max(fillFraction, 0), 1)) / 4096) * 4096);
+  return {
+    modules: [
+      { name: 'heartbeat', config: { periodNs: 1_000_000 } },
+      { name: 'memoryLoad', config: { workingSetBytes: ws, dirtyRateBytesPerSec: dirtyRate, seed, fill: 'random' } },
+    ],
+  };
+}
+
+/**
+ * Starts a simulated cluster on this machine: one process per node, a fresh
+ * cluster key, and a nodes file any baremig command can use.
+ */
+export async function clusterUp(o: ClusterUpOptions): Promise<{ record: ClusterRecord; handles: SimNodeHandle[] }> {
+  const existing = readRecord(o.dir);
+  if (existing) {
+    const alive = existing.nodes.filter((n) => isAlive(n.pid) && isNodeProcess(n.pid));
+    if (alive.length) throw new BaremigError('STATE', `a simulated cluster is already running from ${o.dir} (${alive.map((n) => n.name).join(', ')}): run 'baremig cluster down' first`);
+    removeClusterFiles(o.dir);
+  }
+  for (const g of o.guests) if (!o.nodes.includes(g)) throw new BaremigError('USAGE', `guest node ${g} is not among the cluster's nodes (${o.nodes.join(', ')})`);
+  if (new Set(o.nodes).size !== o.nodes.length) throw new BaremigError('USAGE', 'node names must be unique');
+  ensureDir(join(o.dir, 'logs'));
+  const key = randomBytes(32);
+  const host = o.host ?? '127.0.0.1';
+  const handles: SimNodeHandle[] = [];
+  try {
+    const started = await Promise.all(
+      o.nodes.map((name) =>
+        startNode(
+          {
+            name,
+            host,
+            port: 0,
+            ramCapacity: o.ram,
+            keyHex: key.toString('hex'),
+            devices: o.devices,
+            ...(o.guests.includes(name) ? { boot: { ramBytes: o.ram, spec: demoGuestSpec(o.ram, o.dirtyRate, o.fillFraction, o.seed) } } : {}),
+          },
+          { detached: o.detached, logFile: join(o.dir, 'logs', `${name}.log`), startTimeoutMs: 60_000 },
+        ),
+      ),
+    );
+    handles.push(...started);
+  } catch (e) {
+    for (const h of handles) h.kill();
+    throw e;
+  }
+  const nodesFile = join(o.dir, 'nodes.yaml');
+  const doc = {
+    cluster: { key: key.toString('hex') },
+    nodes: Object.fromEntries(handles.map((h) => [h.name, { agent: h.url, ram: `${Math.round(o.ram / 1024 / 1024)}M`, devices: o.devices }])),
+  };
+  writeFileAtomic(nodesFile, `# baremig nodes file for the simulated cluster started ${new Date().toISOString()}\n${stringify(doc)}`);
+  const record: ClusterRecord = {
+    createdAt: new Date().toISOString(),
+    nodesFile,
+    nodes: handles.map((h) => ({ name: h.name, pid: h.pid, url: h.url, log: join(o.dir, 'logs', `${h.name}.log`) })),
+  };
+  writeFileAtomic(recordPath(o.dir), JSON.stringify(record, null, 2));
+  return { record, handles };
+}
+
+/** Stops the simulated cluster recorded in `dir`. Returns the nodes stopped. */
+export async function clusterDown(dir: string): Promise<string[]> {
+  const rec = readRecord(dir);
+  if (!rec) return [];
+  const stopped: string[] = [];
+  for (const n of rec.nodes) {
+    if (isAlive(n.pid) && isNodeProcess(n.pid)) {
+      try {
+        process.kill(n.pid, 'SIGTERM');
+        stopped.push(n.name);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  const deadline = Date.now() + 5000;
+  while (rec.nodes.some((n) => isAlive(n.pid) && isNodeProcess(n.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const n of rec.nodes) if (isAlive(n.pid) && isNodeProcess(n.pid)) process.kill(n.pid, 'SIGKILL');
+  removeClusterFiles(dir);
+  return stopped;
+}
