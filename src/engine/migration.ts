@@ -19,6 +19,8 @@ export interface MigrationParams {
   onEvent?: (e: MigrationEvent) => void;
   /** Tests: called as each phase begins, awaited (fault injection). */
   onPhase?: (p: Phase) => Promise<void> | void;
+  /** Where the source connects for the page stream (tests put a proxy in between). */
+  peerAddress?: (host: string, port: number) => { host: string; port: number };
 }
 
 /**
@@ -93,8 +95,13 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     const rttMs = performance.now() - r0;
     const prep = await dst.request('prepareIncoming', { ramBytes, devices: devicePlan.map((d) => d.src.kind) });
     dstPrepared = true;
-    const peer = { host: p.dstDataHost, port: prep.port, token: prep.token };
-    const stream = (which: 'all' | 'dirty') => src.request('streamPages', o.bandwidth ? { which, peer, bandwidth: o.bandwidth } : { which, peer }, 600_000);
+    const addr = p.peerAddress ? p.peerAddress(p.dstDataHost, prep.port) : { host: p.dstDataHost, port: prep.port };
+    const peer = { host: addr.host, port: addr.port, token: prep.token };
+    const stream = (which: 'all' | 'dirty') =>
+      src.request('streamPages', o.bandwidth ? { which, peer, bandwidth: o.bandwidth } : { which, peer }, 600_000).catch((e: unknown) => {
+        const err = asBaremigError(e);
+        throw err.code === 'STREAM' ? new BaremigError('STREAM', `page stream ${src.node} → ${dst.node} failed: ${err.message}`) : err;
+      });
     const deviceEstimateMs = restoreEstimateMs(devicePlan, rttMs);
     const stateBytes = 4096 * (1 + devicePlan.length);
 
@@ -199,7 +206,8 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
       await dst.request('resume', {});
     } catch (e) {
       const err = asBaremigError(e);
-      if (err.code === 'STATE' || err.code === 'BAD_REQUEST') throw err; // the destination answered: it did not run
+      // The destination answered with a refusal, or the request never left: it did not run.
+      if (err.code === 'STATE' || err.code === 'BAD_REQUEST' || err.details?.sent === false) throw err;
       // No answer: the destination may or may not run. Keep the source paused.
       throw new BaremigError('UNCERTAIN', `lost ${dst.node} while it was resuming: it may be running. The guest on ${src.node} stays paused so that only one copy can run; check ${dst.node} (baremig nodes) before resuming anything. Cause: ${err.message}`);
     }

@@ -98,7 +98,8 @@ export class AgentClient {
   }
 
   request<T extends RequestType>(t: T, body: RequestBody<T>, timeoutMs = this.requestTimeoutMs): Promise<Responses[T]> {
-    if (this.closedError) return Promise.reject(this.closedError);
+    // Not sent at all: the agent cannot have acted on it (the engine relies on this).
+    if (this.closedError) return Promise.reject(new BaremigError(this.closedError.code, this.closedError.message, { sent: false }));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -110,7 +111,7 @@ export class AgentClient {
         if (err) {
           this.pending.delete(id);
           clearTimeout(timer);
-          reject(new BaremigError('AGENT_UNREACHABLE', `cannot send to agent ${this.node}: ${err.message}`));
+          reject(new BaremigError('AGENT_UNREACHABLE', `cannot send to agent ${this.node}: ${err.message}`, { sent: false }));
         }
       });
     });

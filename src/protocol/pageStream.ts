@@ -37,7 +37,7 @@ export function opening(token: Uint8Array): Buffer {
 
 export interface PageSink {
   /** A page arrived; `src` holds it at `offset` (valid only during the call). null = zero page. */
-  page(index: number, src: Uint8Array | null, offset: number): boolean;
+  page(index: number, src: Buffer | null, offset: number): boolean;
   /** An END frame: `count` frames since the last END. */
   end(count: number): void;
   /** The stream is unusable (bad opening, bad frame, out-of-range page). */

@@ -134,13 +134,14 @@ export class GuestMemory {
    * Zeroing a page that is already zero is skipped, so a fresh destination
    * does not fault in memory for zero pages.
    */
-  storePage(page: number, src: Uint8Array | null, srcOffset = 0): void {
+  storePage(page: number, src: Buffer | null, srcOffset = 0): void {
     const off = page * PAGE_SIZE;
     if (src === null) {
       if (this.bytes.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0) return;
       this.bytes.fill(0, off, off + PAGE_SIZE);
     } else {
-      this.bytes.set(src.subarray(srcOffset, srcOffset + PAGE_SIZE), off);
+      // Buffer.copy is a plain memcpy; set(subarray) allocates a view per page.
+      src.copy(this.bytes, off, srcOffset, srcOffset + PAGE_SIZE);
     }
     this.stalePage[page] = 1;
     this.staleGroup[Math.floor(page / PAGES_PER_GROUP)] = 1;
@@ -197,7 +198,9 @@ export class GuestMemory {
       if (this.stalePage[p] === 0) continue;
       this.stalePage[p] = 0;
       const off = p * PAGE_SIZE;
-      hash('sha256', this.bytes.subarray(off, off + PAGE_SIZE), 'buffer').copy(this.pageHash, p * PAGE_HASH_BYTES, 0, PAGE_HASH_BYTES);
+      // Zero pages are common (fresh RAM) and cost a 18 GB/s compare instead of a 1 GB/s hash.
+      const h = this.bytes.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0 ? ZERO_PAGE_HASH : hash('sha256', this.bytes.subarray(off, off + PAGE_SIZE), 'buffer');
+      h.copy(this.pageHash, p * PAGE_HASH_BYTES, 0, PAGE_HASH_BYTES);
       n++;
     }
     createHash('sha256')
@@ -232,3 +235,4 @@ export class GuestMemory {
 }
 
 export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
+const ZERO_PAGE_HASH: Buffer = hash('sha256', ZERO_PAGE, 'buffer');
