@@ -65,3 +65,10 @@ describe('nodes file', () => {
     }
   });
 });
+
+describe('nodes file scalars', () => {
+  it('a key of only digits stays the key (not a number)', () => {
+    const inv = parseInventory(good.replace(KEY, '0'.repeat(64)));
+    expect(findNode(inv, 'node17').key.toString('hex')).toBe('0'.repeat(64));
+  });
+});

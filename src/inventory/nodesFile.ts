@@ -82,7 +82,9 @@ export function loadInventory(file: string): Inventory {
 
 export function parseInventory(text: string, file = 'nodes file'): Inventory {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true });
+  // Failsafe schema: every scalar stays a string, so a hex key of only digits
+  // (or one like 1e52…) is not turned into a number that loses its digits.
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, schema: 'failsafe' });
   if (doc.errors.length) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0]?.line;
