@@ -84,7 +84,9 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     // ---- setup: both agents, the guest, the hardware, the link
     await enter('setup');
     const [sState, dState] = await Promise.all([src.request('state', {}), dst.request('state', {})]);
-    if (sState.guest !== 'running') throw new BaremigError('STATE', `${src.node} has no running guest (it is ${sState.guest})`);
+    // A stopped (paused) guest moves too, in one pass, and arrives stopped.
+    const stoppedGuest = sState.guest === 'paused' && !sState.dirtyLog;
+    if (sState.guest !== 'running' && !stoppedGuest) throw new BaremigError('STATE', `${src.node} has no running guest (it is ${sState.guest})`);
     if (dState.guest === 'running' || dState.guest === 'paused' || dState.guest === 'incoming') throw new BaremigError('STATE', `${dst.node} is not idle: its guest is ${dState.guest}`);
     if (sState.ramBytes > dState.ramCapacity) throw new BaremigError('BAD_REQUEST', `${dst.node} has ${dState.ramCapacity} bytes of RAM, the guest needs ${sState.ramBytes}`);
     ramBytes = sState.ramBytes;
@@ -146,6 +148,11 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
         totalBytesSent: bytesSent,
         elapsedMs: elapsed(),
       });
+      if (o.forceSignal?.aborted) {
+        limit = Math.max(limit, o.maxDowntimeLimitMs);
+        emit({ type: 'policy', action: 'switch-over', reason: `forced: expected downtime ${lastExpected.toFixed(0)} ms, limit raised to ${limit.toFixed(0)} ms`, downtimeLimitMs: limit, elapsedMs: elapsed() });
+        break;
+      }
       const d = decide({ round: rounds, maxRounds: o.maxRounds, expectedDowntimeMs: lastExpected, downtimeLimitMs: limit, dirtyRateBps, bandwidthBps: o.bandwidth ? Math.min(bandwidthBps, o.bandwidth) : bandwidthBps, dirtyHistory, onStall: o.onStall, limitStepFactor: o.limitStepFactor, maxDowntimeLimitMs: o.maxDowntimeLimitMs });
       if (d.action === 'stop') break;
       if (d.action === 'abort') {
@@ -163,10 +170,11 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     // ---- stop-and-copy
     await enter('stop');
     const tPause = performance.now();
-    const paused = await src.request('pause', {});
-    srcPaused = true;
+    const paused = stoppedGuest ? { guestNs: 0, wallMs: 0 } : await src.request('pause', {});
+    srcPaused = !stoppedGuest;
     pauseAt = tPause;
-    await p.observer?.atPause(src, paused.guestNs);
+    const observer = stoppedGuest ? undefined : p.observer;
+    await observer?.atPause(src, paused.guestNs);
     breakdown.pause = performance.now() - tPause;
 
     await enter('final-copy');
@@ -203,7 +211,7 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     await enter('resume');
     t = performance.now();
     try {
-      await dst.request('resume', {});
+      await dst.request('resume', stoppedGuest ? { run: false } : {});
     } catch (e) {
       const err = asBaremigError(e);
       // The destination answered with a refusal, or the request never left: it did not run.
@@ -223,8 +231,8 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     }
     let guestDowntimeMs: number | null = null;
     let guestContinued: boolean | null = null;
-    if (p.observer) {
-      const obs = await p.observer.afterResume(dst).catch(() => null);
+    if (observer) {
+      const obs = await observer.afterResume(dst).catch(() => null);
       if (obs) {
         guestDowntimeMs = obs.guestDowntimeMs;
         guestContinued = obs.continued;

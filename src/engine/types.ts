@@ -18,6 +18,12 @@ export interface MigrationOptions {
   /** Whole-migration time bound, ms (0 = none). */
   timeoutMs: number;
   signal?: AbortSignal;
+  /**
+   * When this fires (a drain's time is up with `--on-timeout force`), pre-copy
+   * ends after the current round: the downtime limit goes to
+   * `maxDowntimeLimitMs` and the guest switches over, whatever the estimate.
+   */
+  forceSignal?: AbortSignal;
 }
 
 export const DEFAULT_OPTIONS: MigrationOptions = {

@@ -49,7 +49,8 @@ export const requestSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('memRead'), id, addr, len: z.number().int().min(0).max(MAX_MEM_IO) }),
   z.strictObject({ t: z.literal('memWrite'), id, addr, data: bytes(MAX_MEM_IO) }),
   z.strictObject({ t: z.literal('pause'), id }),
-  z.strictObject({ t: z.literal('resume'), id }),
+  /** run: false keeps a guest that was migrated stopped, stopped (it arrives paused). */
+  z.strictObject({ t: z.literal('resume'), id, run: z.boolean().optional() }),
   z.strictObject({ t: z.literal('vcpuGet'), id }),
   z.strictObject({ t: z.literal('vcpuSet'), id, vcpu: z.unknown(), wallMs: z.number().min(0).max(1e15) }),
   z.strictObject({ t: z.literal('runProgram'), id, program: z.array(ioOpSchema).max(MAX_PROGRAM_OPS) }),

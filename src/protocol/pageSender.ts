@@ -1,10 +1,10 @@
 import { type Socket, connect } from 'node:net';
 import { BaremigError } from '../errors.js';
-import { type GuestMemory, PAGE_SIZE, ZERO_PAGE } from '../sim/guestMemory.js';
+import { type GuestMemory, PAGE_SIZE } from '../sim/guestMemory.js';
 import { FRAME_HEADER, FrameType, opening } from './pageStream.js';
 import type { TokenBucket } from './tokenBucket.js';
 
-const PAGES_PER_BATCH = 64;
+const PAGES_PER_BATCH = 256;
 const BATCH_BYTES = PAGES_PER_BATCH * (FRAME_HEADER + PAGE_SIZE);
 
 export interface RoundStats {
@@ -104,47 +104,30 @@ export class PageSender {
    */
   async sendRound(mem: GuestMemory, bitmap: Uint8Array | null, bucket?: TokenBucket): Promise<RoundStats> {
     const t0 = performance.now();
-    const src = mem.bytes;
-    let batch = Buffer.allocUnsafe(BATCH_BYTES);
-    let fill = 0;
+    const stats = new Float64Array(4);
     let pages = 0;
     let zeroPages = 0;
     let wire = 0;
-    const flush = async () => {
-      if (fill === 0) return;
-      if (bucket) await bucket.take(fill);
-      const out = batch.subarray(0, fill);
-      wire += fill;
-      batch = Buffer.allocUnsafe(BATCH_BYTES);
-      fill = 0;
-      await this.write(out);
+    let next = 0;
+    const send = async (buf: Buffer) => {
+      if (bucket) await bucket.take(buf.length);
+      wire += buf.length;
+      await this.write(buf);
     };
-    const n = mem.pages;
-    for (let p = 0; p < n; p++) {
-      if (bitmap !== null && bitmap[p] === 0) continue;
-      if (fill + FRAME_HEADER + PAGE_SIZE > BATCH_BYTES) await flush();
-      const off = p * PAGE_SIZE;
-      const zero = src.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0;
-      batch[fill] = zero ? FrameType.Zero : FrameType.Raw;
-      batch[fill + 1] = 0;
-      batch.writeUInt16LE(0, fill + 2);
-      batch.writeUInt32LE(p, fill + 4);
-      fill += FRAME_HEADER;
-      if (zero) zeroPages++;
-      else {
-        src.copy(batch, fill, off, off + PAGE_SIZE);
-        fill += PAGE_SIZE;
-      }
-      pages++;
+    while (next < mem.pages) {
+      // The socket keeps each batch until the kernel has it: a fresh one each time.
+      const batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
+      mem.packPages(bitmap, next, batch, 0, stats);
+      next = stats[0]!;
+      pages += stats[2]!;
+      zeroPages += stats[3]!;
+      if (stats[1]! > 0) await send(batch.subarray(0, stats[1]!));
     }
-    if (fill + FRAME_HEADER > BATCH_BYTES) await flush();
-    batch[fill] = FrameType.End;
-    batch[fill + 1] = 0;
-    batch.writeUInt16LE(0, fill + 2);
-    batch.writeUInt32LE(pages, fill + 4);
-    fill += FRAME_HEADER;
+    const end = Buffer.alloc(FRAME_HEADER);
+    end[0] = FrameType.End;
+    end.writeUInt32LE(pages, 4);
     const acked = new Promise<number>((resolve, reject) => this.acks.push({ resolve, reject }));
-    await flush();
+    await send(end);
     const count = await acked;
     if (count !== pages) throw new BaremigError('STREAM', `destination ${this.peer} acknowledged ${count} pages, ${pages} were sent`);
     return { pages, zeroPages, wireBytes: wire, ms: performance.now() - t0 };

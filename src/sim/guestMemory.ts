@@ -1,10 +1,13 @@
-import { createHash, hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { simAccel } from './native.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
-/** Digest tree: page hashes (16 bytes) → 1 MiB group hashes → root. */
+/** Digest tree: page hashes → 1 MiB group hashes → root. */
 export const DIGEST_GROUP_SHIFT = 20;
-const PAGE_HASH_BYTES = 16;
+const PAGE_HASH_BYTES = 8;
+/** Groups hashed between two yields to the event loop (64 MiB, a few ms). */
+const DIGEST_SLICE_GROUPS = 64;
 const PAGES_PER_GROUP = 1 << (DIGEST_GROUP_SHIFT - 12);
 export const MAX_RAM_BYTES = 4 * 1024 ** 3;
 
@@ -34,15 +37,22 @@ export class GuestMemory {
     }
     // Buffer.alloc of this size is calloc-backed: untouched pages cost nothing.
     this.bytes = Buffer.alloc(size);
+    // No MADV_HUGEPAGE (QEMU asks for it): measured here, with the kernel's
+    // THP defrag on madvise, first touch of 512 MiB took 165–778 ms with the
+    // advice and a steady 220–240 ms without (bench/README.md).
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     this.pages = size / PAGE_SIZE;
     this.dirty = new Uint8Array(this.pages);
     this.spare = new Uint8Array(this.pages);
     const groups = size / (1 << DIGEST_GROUP_SHIFT);
-    this.stalePage = new Uint8Array(this.pages).fill(1);
+    // Fresh RAM is all zeros: every page hash is known without reading it.
+    this.stalePage = new Uint8Array(this.pages);
     this.staleGroup = new Uint8Array(groups).fill(1);
     this.pageHash = Buffer.alloc(this.pages * PAGE_HASH_BYTES);
-    this.groupHash = Buffer.alloc(groups * 32);
+    const zh = Buffer.alloc(8);
+    zh.writeBigUInt64LE(simAccel().zeroPageHash());
+    for (let p = 0; p < this.pages; p++) zh.copy(this.pageHash, p * PAGE_HASH_BYTES);
+    this.groupHash = Buffer.alloc(groups * 8);
   }
 
   inRange(addr: number, len: number): boolean {
@@ -147,6 +157,16 @@ export class GuestMemory {
     this.staleGroup[Math.floor(page / PAGES_PER_GROUP)] = 1;
   }
 
+  /**
+   * The page stream's packing loop (native): frames for the pages from
+   * `fromPage` (all, or those marked in `bitmap`) into `out` from `outOffset`
+   * while it has room; each page is hashed as sent. stats ← [nextPage,
+   * outEnd, pages, zeroPages].
+   */
+  packPages(bitmap: Uint8Array | null, fromPage: number, out: Uint8Array, outOffset: number, stats: Float64Array): void {
+    simAccel().packPages(this.bytes, bitmap, fromPage, this.pages, out, outOffset, this.pageHash, this.stalePage, stats);
+  }
+
   isZeroPage(page: number): boolean {
     const off = page * PAGE_SIZE;
     return this.bytes.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0;
@@ -190,49 +210,30 @@ export class GuestMemory {
    * agent keep being served. A page is hashed in one synchronous step, and a
    * write after that marks it stale again, so yielding is safe.
    */
-  private rehashGroup(g: number): number {
-    this.staleGroup[g] = 0;
-    let n = 0;
-    const p0 = g * PAGES_PER_GROUP;
-    for (let p = p0; p < p0 + PAGES_PER_GROUP; p++) {
-      if (this.stalePage[p] === 0) continue;
-      this.stalePage[p] = 0;
-      const off = p * PAGE_SIZE;
-      // Zero pages are common (fresh RAM) and cost a 18 GB/s compare instead of a 1 GB/s hash.
-      const h = this.bytes.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0 ? ZERO_PAGE_HASH : hash('sha256', this.bytes.subarray(off, off + PAGE_SIZE), 'buffer');
-      h.copy(this.pageHash, p * PAGE_HASH_BYTES, 0, PAGE_HASH_BYTES);
-      n++;
-    }
-    createHash('sha256')
-      .update(this.pageHash.subarray(p0 * PAGE_HASH_BYTES, (p0 + PAGES_PER_GROUP) * PAGE_HASH_BYTES))
-      .digest()
-      .copy(this.groupHash, g * 32);
-    return n;
-  }
-
-  async digest(sliceMs = 4): Promise<{ hex: string; rehashedPages: number }> {
-    let rehashed = 0;
-    let sliceStart = performance.now();
+  /**
+   * Digest of all of RAM: a two-level tree (XXH64 of each 4 KiB page →
+   * XXH64 of each 1 MiB group's 256 page hashes → SHA-256 of the group
+   * hashes). Page and group hashes are cached and a write marks them stale,
+   * so a digest costs only what changed since the previous one. That lets
+   * the coordinator warm the cache during pre-copy and verify at pause for
+   * the price of the last round's pages. Hashing runs natively (simAccel).
+   *
+   * Yields to the event loop between slices of groups so that a running
+   * guest and the agent keep being served. A page is hashed in one
+   * synchronous step and a later write marks it stale again, so yielding is
+   * safe; a final pass without yielding picks up what changed meanwhile.
+   */
+  async digest(): Promise<{ hex: string; rehashedPages: number }> {
+    const accel = simAccel();
     const groups = this.staleGroup.length;
-    for (let g = 0; g < groups; g++) {
-      if (this.staleGroup[g] === 0) continue;
-      rehashed += this.rehashGroup(g);
-      if (performance.now() - sliceStart > sliceMs) {
-        await new Promise((r) => setImmediate(r));
-        sliceStart = performance.now();
-        // A write while we yielded re-marked its page and group; a later pass of
-        // this loop or the next digest() picks it up. Groups already passed are
-        // re-checked below before the root is taken.
-      }
+    let rehashed = 0;
+    for (let g = 0; g < groups; g += DIGEST_SLICE_GROUPS) {
+      rehashed += accel.refreshDigest(this.bytes, this.stalePage, this.staleGroup, this.pageHash, this.groupHash, g, Math.min(groups, g + DIGEST_SLICE_GROUPS));
+      if (g + DIGEST_SLICE_GROUPS < groups) await new Promise((r) => setImmediate(r));
     }
-    // Anything written while we yielded (running guest) is hashed now, without yielding.
-    for (let g = 0; g < groups; g++) {
-      if (this.staleGroup[g] === 0) continue;
-      rehashed += this.rehashGroup(g);
-    }
+    rehashed += accel.refreshDigest(this.bytes, this.stalePage, this.staleGroup, this.pageHash, this.groupHash, 0, groups);
     return { hex: createHash('sha256').update(this.groupHash).digest('hex'), rehashedPages: rehashed };
   }
 }
 
 export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
-const ZERO_PAGE_HASH: Buffer = hash('sha256', ZERO_PAGE, 'buffer');

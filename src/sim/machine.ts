@@ -145,6 +145,15 @@ export class Machine {
     this.schedule(0);
   }
 
+  /** An incoming guest that was stopped on its source arrives stopped: paused, ready to resume. */
+  acceptPaused(): void {
+    if (this.state !== 'incoming') throw new Error(`cannot accept a paused guest: guest is ${this.state}`);
+    if (!GuestOs.isBooted(this.context())) throw new Error('incoming guest RAM holds no bootable guest');
+    this.vcpu.tsc = BigInt(Math.floor(this.guestNowNs()));
+    this.pausedWallMs = wallMs();
+    this.state = 'paused';
+  }
+
   /**
    * vCPU state and the wall time its `tsc` belongs to: on a paused guest the
    * guest clock at pause and the moment of the pause.

@@ -54,6 +54,8 @@ export interface QemuMachineOptions {
   timeoutMs?: number;
   /** Limit for a whole saveDeviceState, ms; default 30000. */
   migrateTimeoutMs?: number;
+  /** More command-line arguments (the memory benchmark gives a RAM backend and -incoming). */
+  extraArgs?: string[];
 }
 
 export interface InfoPicChip {
@@ -197,6 +199,7 @@ export class QemuMachine {
       memoryMb: options.memoryMb ?? 16,
       timeoutMs: options.timeoutMs ?? 15_000,
       migrateTimeoutMs: options.migrateTimeoutMs ?? 30_000,
+      extraArgs: options.extraArgs ?? [],
     });
     try {
       await m.launch();
@@ -219,6 +222,7 @@ export class QemuMachine {
       '-m', String(this.opts.memoryMb),
       '-qmp', 'stdio',
       '-pidfile', join(this.dir, QEMU_PID_FILE),
+      ...this.opts.extraArgs,
     ];
     const greeted = new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -280,7 +280,10 @@ export class SimAgent {
         this.requireState('paused', 'incoming');
         const wasIncoming = m.state === 'incoming';
         try {
-          m.resume();
+          if (req.run === false) {
+            if (!wasIncoming) throw new Error('run: false only applies to an incoming guest');
+            m.acceptPaused();
+          } else m.resume();
         } catch (e) {
           throw new BaremigError('STATE', `cannot resume on ${m.name}: ${(e as Error).message}`);
         }

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "sim_accel",
+      "sources": ["native/simAccel.c"],
+      "cflags": ["-std=c11", "-O3", "-Wall", "-Wextra", "-Werror"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

@@ -1,0 +1,305 @@
+/*
+ * Hot paths of the simulated node that a real hypervisor runs natively:
+ * hashing guest pages for the memory digest, and asking the kernel for huge
+ * pages behind guest RAM (as QEMU does with MADV_HUGEPAGE), so that a fresh
+ * destination does not take one page fault per 4 KiB page.
+ *
+ * The digest hash is XXH64 (seed 0) as specified by its author (the xxHash
+ * specification, "XXH64 algorithm description"); the native C agent in
+ * hypervisor/ computes the same, so digests compare across both agents.
+ */
+#define _DEFAULT_SOURCE
+#include <node_api.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define P1 0x9E3779B185EBCA87ULL
+#define P2 0xC2B2AE3D27D4EB4FULL
+#define P3 0x165667B19E3779F9ULL
+#define P4 0x85EBCA77C2B2AE63ULL
+#define P5 0x27D4EB2F165667C5ULL
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; } /* little-endian host */
+static inline uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t xround(uint64_t acc, uint64_t in) { acc += in * P2; acc = rotl64(acc, 31); return acc * P1; }
+static inline uint64_t xmerge(uint64_t acc, uint64_t v) { acc ^= xround(0, v); return acc * P1 + P4; }
+
+uint64_t xxh64(const uint8_t *p, size_t len, uint64_t seed) {
+  const uint8_t *end = p + len;
+  uint64_t h;
+  if (len >= 32) {
+    uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
+    const uint8_t *limit = end - 32;
+    do {
+      v1 = xround(v1, rd64(p));
+      v2 = xround(v2, rd64(p + 8));
+      v3 = xround(v3, rd64(p + 16));
+      v4 = xround(v4, rd64(p + 24));
+      p += 32;
+    } while (p <= limit);
+    h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+    h = xmerge(h, v1);
+    h = xmerge(h, v2);
+    h = xmerge(h, v3);
+    h = xmerge(h, v4);
+  } else {
+    h = seed + P5;
+  }
+  h += (uint64_t)len;
+  while (p + 8 <= end) {
+    h ^= xround(0, rd64(p));
+    h = rotl64(h, 27) * P1 + P4;
+    p += 8;
+  }
+  if (p + 4 <= end) {
+    h ^= (uint64_t)rd32(p) * P1;
+    h = rotl64(h, 23) * P2 + P3;
+    p += 4;
+  }
+  while (p < end) {
+    h ^= (uint64_t)(*p) * P5;
+    h = rotl64(h, 11) * P1;
+    p++;
+  }
+  h ^= h >> 33;
+  h *= P2;
+  h ^= h >> 29;
+  h *= P3;
+  h ^= h >> 32;
+  return h;
+}
+
+#define CHECK(call)                                                         \
+  do {                                                                      \
+    if ((call) != napi_ok) {                                                \
+      napi_throw_error(env, "BAREMIG_NATIVE", "N-API call failed: " #call); \
+      return NULL;                                                          \
+    }                                                                       \
+  } while (0)
+
+static int get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  bool is_typed = false;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  void *d;
+  if (napi_get_typedarray_info(env, v, &type, len, &d, &ab, &off) != napi_ok || type != napi_uint8_array) return 0;
+  *data = d;
+  return 1;
+}
+
+/*
+ * refreshDigest(ram, stalePage, staleGroup, pageHash, groupHash, firstGroup, endGroup) → pages rehashed
+ * For each stale group in [firstGroup, endGroup): rehash its stale pages (8-byte XXH64 each, little-endian
+ * in pageHash) and the group (XXH64 over its 256 page hashes, into groupHash); clear the stale marks.
+ */
+static napi_value refresh_digest(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 7) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "refreshDigest takes 7 arguments");
+    return NULL;
+  }
+  uint8_t *ram, *stale_page, *stale_group, *page_hash, *group_hash;
+  size_t ram_len, sp_len, sg_len, ph_len, gh_len;
+  if (!get_bytes(env, argv[0], &ram, &ram_len) || !get_bytes(env, argv[1], &stale_page, &sp_len) || !get_bytes(env, argv[2], &stale_group, &sg_len) ||
+      !get_bytes(env, argv[3], &page_hash, &ph_len) || !get_bytes(env, argv[4], &group_hash, &gh_len)) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "refreshDigest: the first five arguments must be Uint8Arrays");
+    return NULL;
+  }
+  int64_t g0, g1;
+  CHECK(napi_get_value_int64(env, argv[5], &g0));
+  CHECK(napi_get_value_int64(env, argv[6], &g1));
+  const size_t pages = ram_len / 4096, groups = pages / 256;
+  if (sp_len != pages || sg_len != groups || ph_len != pages * 8 || gh_len != groups * 8 || g0 < 0 || g1 < g0 || (size_t)g1 > groups) {
+    napi_throw_range_error(env, "BAREMIG_NATIVE", "refreshDigest: array sizes do not match the RAM");
+    return NULL;
+  }
+  int64_t rehashed = 0;
+  for (size_t g = (size_t)g0; g < (size_t)g1; g++) {
+    if (!stale_group[g]) continue;
+    stale_group[g] = 0;
+    for (size_t pg = g * 256; pg < (g + 1) * 256; pg++) {
+      if (!stale_page[pg]) continue;
+      stale_page[pg] = 0;
+      uint64_t h = xxh64(ram + pg * 4096, 4096, 0);
+      memcpy(page_hash + pg * 8, &h, 8);
+      rehashed++;
+    }
+    uint64_t gh = xxh64(page_hash + g * 256 * 8, 256 * 8, 0);
+    memcpy(group_hash + g * 8, &gh, 8);
+  }
+  napi_value out;
+  CHECK(napi_create_int64(env, rehashed, &out));
+  return out;
+}
+
+static int is_zero_page(const uint8_t *p) {
+  uint64_t acc = 0;
+  for (size_t i = 0; i < 4096; i += 64) {
+    acc |= rd64(p + i) | rd64(p + i + 8) | rd64(p + i + 16) | rd64(p + i + 24) | rd64(p + i + 32) | rd64(p + i + 40) | rd64(p + i + 48) | rd64(p + i + 56);
+    if (acc) return 0;
+  }
+  return 1;
+}
+
+/*
+ * packPages(ram, bitmap|null, fromPage, endPage, out, outOffset, pageHash, stalePage, stats: Float64Array(4))
+ * The page stream's sender loop: from `fromPage`, for every page (or every page marked in `bitmap`) up to
+ * `endPage`, append a frame to `out` — 8-byte header {type, 0, 0, index} and, unless the page is all zero,
+ * the 4096 bytes — while `out` has room. Each page is hashed as it is sent (its digest entry then matches
+ * what the destination receives); a later guest write marks it stale again.
+ * stats ← [nextPage, outEnd, pages, zeroPages].
+ */
+static napi_value pack_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 9) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages takes 9 arguments");
+    return NULL;
+  }
+  uint8_t *ram, *bitmap = NULL, *out, *page_hash, *stale_page;
+  size_t ram_len, bm_len = 0, out_len, ph_len, sp_len;
+  napi_valuetype t;
+  CHECK(napi_typeof(env, argv[1], &t));
+  if (!get_bytes(env, argv[0], &ram, &ram_len) || (t != napi_null && !get_bytes(env, argv[1], &bitmap, &bm_len)) || !get_bytes(env, argv[4], &out, &out_len) ||
+      !get_bytes(env, argv[6], &page_hash, &ph_len) || !get_bytes(env, argv[7], &stale_page, &sp_len)) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: bad argument types");
+    return NULL;
+  }
+  bool is_typed = false;
+  napi_typedarray_type st;
+  size_t st_len, st_off;
+  void *st_data;
+  napi_value st_ab;
+  CHECK(napi_is_typedarray(env, argv[8], &is_typed));
+  if (!is_typed) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: stats must be a Float64Array(4)");
+    return NULL;
+  }
+  CHECK(napi_get_typedarray_info(env, argv[8], &st, &st_len, &st_data, &st_ab, &st_off));
+  if (st != napi_float64_array || st_len < 4) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: stats must be a Float64Array(4)");
+    return NULL;
+  }
+  int64_t from, end, out_off;
+  CHECK(napi_get_value_int64(env, argv[2], &from));
+  CHECK(napi_get_value_int64(env, argv[3], &end));
+  CHECK(napi_get_value_int64(env, argv[5], &out_off));
+  const size_t pages = ram_len / 4096;
+  if (from < 0 || end < from || (size_t)end > pages || (bitmap && bm_len != pages) || ph_len != pages * 8 || sp_len != pages || out_off < 0 || (size_t)out_off > out_len) {
+    napi_throw_range_error(env, "BAREMIG_NATIVE", "packPages: arguments do not match the RAM");
+    return NULL;
+  }
+  static uint64_t zero_hash = 0;
+  static int zero_hash_set = 0;
+  if (!zero_hash_set) {
+    static const uint8_t z[4096];
+    zero_hash = xxh64(z, 4096, 0);
+    zero_hash_set = 1;
+  }
+  size_t p = (size_t)from, o = (size_t)out_off;
+  double n = 0, zeros = 0;
+  for (; p < (size_t)end; p++) {
+    if (bitmap && !bitmap[p]) continue;
+    const uint8_t *src = ram + p * 4096;
+    const int zero = is_zero_page(src);
+    if (o + 8 + (zero ? 0 : 4096) > out_len) break;
+    uint8_t *h = out + o;
+    h[0] = zero ? 2 : 1; /* FrameType.Zero : FrameType.Raw (src/protocol/pageStream.ts) */
+    h[1] = 0;
+    h[2] = 0;
+    h[3] = 0;
+    h[4] = (uint8_t)p;
+    h[5] = (uint8_t)(p >> 8);
+    h[6] = (uint8_t)(p >> 16);
+    h[7] = (uint8_t)(p >> 24);
+    o += 8;
+    uint64_t hash;
+    if (zero) {
+      hash = zero_hash;
+      zeros++;
+    } else {
+      memcpy(out + o, src, 4096);
+      hash = xxh64(out + o, 4096, 0); /* the bytes as sent */
+      o += 4096;
+    }
+    memcpy(page_hash + p * 8, &hash, 8);
+    stale_page[p] = 0;
+    n++;
+  }
+  double *stats = st_data;
+  stats[0] = (double)p;
+  stats[1] = (double)o;
+  stats[2] = n;
+  stats[3] = zeros;
+  return NULL;
+}
+
+/* zeroPageHash() → bigint: XXH64 of an all-zero page (fresh RAM's page hash). */
+static napi_value zero_page_hash(napi_env env, napi_callback_info info) {
+  (void)info;
+  static const uint8_t z[4096];
+  napi_value out;
+  CHECK(napi_create_bigint_uint64(env, xxh64(z, 4096, 0), &out));
+  return out;
+}
+
+/* xxh64(bytes) → bigint: for tests against an independent implementation. */
+static napi_value xxh64_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  if (argc != 1 || !get_bytes(env, argv[0], &d, &len)) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "xxh64 takes one Uint8Array");
+    return NULL;
+  }
+  napi_value out;
+  CHECK(napi_create_bigint_uint64(env, xxh64(d, len, 0), &out));
+  return out;
+}
+
+/* adviseHugepages(buffer) → bool: MADV_HUGEPAGE on the page-aligned part of the buffer. */
+static napi_value advise_hugepages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *d;
+  size_t len;
+  if (argc != 1 || !get_bytes(env, argv[0], &d, &len)) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "adviseHugepages takes one Uint8Array");
+    return NULL;
+  }
+  long ps = sysconf(_SC_PAGESIZE);
+  uintptr_t a = ((uintptr_t)d + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
+  uintptr_t e = ((uintptr_t)d + len) & ~((uintptr_t)ps - 1);
+  int ok = 0;
+#ifdef MADV_HUGEPAGE
+  if (e > a) ok = madvise((void *)a, e - a, MADV_HUGEPAGE) == 0;
+#endif
+  napi_value out;
+  CHECK(napi_get_boolean(env, ok, &out));
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"refreshDigest", NULL, refresh_digest, NULL, NULL, NULL, napi_default, NULL},
+      {"xxh64", NULL, xxh64_js, NULL, NULL, NULL, napi_default, NULL},
+      {"adviseHugepages", NULL, advise_hugepages, NULL, NULL, NULL, napi_default, NULL},
+      {"packPages", NULL, pack_pages, NULL, NULL, NULL, napi_default, NULL},
+      {"zeroPageHash", NULL, zero_page_hash, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
