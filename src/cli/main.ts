@@ -5,12 +5,19 @@ import { parseRate, parseSize } from '../inventory/size.js';
 import { clusterDown, clusterUp } from '../sim/localCluster.js';
 import { defaultClusterDir } from './clusterDir.js';
 import { inventoryFrom } from './connect.js';
+import { benchCommand } from './commands/bench.js';
 import { demoResult, runDemo } from './commands/demo.js';
 import { migrationOptions, runMigration } from './commands/migrate.js';
 import { nodeStatuses, nodesText } from './commands/nodes.js';
 import { type Out, exitCodeFor, makeOut, reportError } from './output.js';
 import { ProgressView } from './progressView.js';
 import { summaryJson, summaryText } from './summary.js';
+
+// Output piped into `head` and the like: a closed stdout must not kill a
+// migration half-way (nor skip the demo's clean-up).
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+});
 
 const program = new Command();
 program
@@ -94,14 +101,14 @@ program
     }),
   );
 
-function addMigrationFlags(c: Command): Command {
+function addMigrationFlags(c: Command, timeoutFlag = '--timeout <duration>'): Command {
   return c
     .option('--downtime-limit <ms>', 'pause budget pre-copy aims for, ms', '300')
     .option('--bandwidth <rate>', 'cap on the page stream, e.g. 1gbit (default: none)')
     .option('--max-rounds <n>', 'pre-copy rounds at most', '30')
     .addOption(new Option('--on-stall <policy>', 'when pre-copy cannot converge').choices(['raise', 'abort']).default('raise'))
     .option('--max-downtime-limit <ms>', 'how far --on-stall raise may go, ms', '5000')
-    .option('--timeout <duration>', 'bound on the whole migration, e.g. 10m')
+    .option(timeoutFlag, 'bound on the whole migration, e.g. 10m')
     .option('--json', 'one JSON object with the result');
 }
 
@@ -146,6 +153,9 @@ addMigrationFlags(
     }
   }),
 );
+
+
+program.addCommand(benchCommand(action as never));
 
 await program.parseAsync(process.argv).catch((e: unknown) => {
   process.exitCode = reportError(e, process.argv.includes('--json'));

@@ -31,7 +31,16 @@ export class ProgressView {
       this.payload.dirty = `${(e.dirtyRateBps / 1e6).toFixed(1)} MB/s`;
       this.payload.expected = `${e.expectedDowntimeMs.toFixed(0)}/${e.downtimeLimitMs.toFixed(0)} ms`;
     }
+    if (e.type === 'stream') {
+      this.payload.round = e.round;
+      this.payload.sent = formatBytes(e.totalBytesSent);
+      this.payload.rate = `${(e.rateBps / 1e6).toFixed(0)} MB/s`;
+    }
     if (this.mode === 'lines') {
+      if (e.type === 'stream') {
+        process.stdout.write(`[${(e.elapsedMs / 1000).toFixed(2)}s]   round ${e.round} streaming: ${this.payload.sent} sent at ${this.payload.rate}; ${(e.progress * 100).toFixed(0)}%\n`);
+        return;
+      }
       if (e.type === 'phase') process.stdout.write(`[${(e.elapsedMs / 1000).toFixed(2)}s] ${this.label} ${e.phase}\n`);
       else if (e.type === 'round')
         process.stdout.write(`[${(e.elapsedMs / 1000).toFixed(2)}s]   round ${e.round}: sent ${e.pagesSent} pages (${e.zeroPages} zero), ${this.payload.sent} total at ${this.payload.rate}; dirty ${e.dirtyPages} pages (${this.payload.dirty}); expected downtime ${this.payload.expected}; ${(e.progress * 100).toFixed(0)}%\n`);

@@ -105,6 +105,34 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
         throw err.code === 'STREAM' ? new BaremigError('STREAM', `page stream ${src.node} → ${dst.node} failed: ${err.message}`) : err;
       });
     const deviceEstimateMs = restoreEstimateMs(devicePlan, rttMs);
+    /** Reports the round in flight every 250 ms, so a long first pass does not look stuck. */
+    const withStreamProgress = async <T>(running: Promise<T>, round: number, pagesToSend: number): Promise<T> => {
+      let done = false;
+      const poll = (async () => {
+        while (!done) {
+          await new Promise((r) => setTimeout(r, 250));
+          if (done) break;
+          const st = await src.request('streamStatus', {}, 5000).catch(() => null);
+          if (!st?.active || done) continue;
+          emit({
+            type: 'stream',
+            round,
+            pagesSent: st.pages,
+            wireBytes: st.wireBytes,
+            rateBps: (st.wireBytes / Math.max(st.ms, 1)) * 1000,
+            totalBytesSent: bytesSent + st.wireBytes,
+            progress: progress.update(bytesSent + st.wireBytes, Math.max(0, pagesToSend - st.pages) * PAGE),
+            elapsedMs: elapsed(),
+          });
+        }
+      })();
+      try {
+        return await running;
+      } finally {
+        done = true;
+        await poll;
+      }
+    };
     const stateBytes = 4096 * (1 + devicePlan.length);
 
     // ---- pre-copy
@@ -117,7 +145,7 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     for (;;) {
       rounds++;
       await enter('precopy');
-      const r = await stream(which);
+      const r = await withStreamProgress(stream(which), rounds, remainingPages);
       bytesSent += r.wireBytes;
       pagesSent += r.pages;
       zeroPages += r.zeroPages;

@@ -66,6 +66,8 @@ export interface DeviceReport {
 export type MigrationEvent =
   | { type: 'phase'; phase: Phase; elapsedMs: number; progress: number }
   | ({ type: 'round' } & RoundInfo)
+  /** While a round streams: what has crossed so far (every ~250 ms). */
+  | { type: 'stream'; round: number; pagesSent: number; wireBytes: number; rateBps: number; totalBytesSent: number; progress: number; elapsedMs: number }
   | { type: 'policy'; action: 'raise-limit' | 'abort' | 'switch-over'; reason: string; downtimeLimitMs: number; elapsedMs: number }
   | ({ type: 'device' } & DeviceReport)
   | { type: 'rollback'; fromPhase: Phase; reason: string; sourceRunning: boolean; elapsedMs: number }

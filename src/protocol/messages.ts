@@ -46,6 +46,7 @@ export const requestSchema = z.discriminatedUnion('t', [
     peer: z.strictObject({ host: z.string().min(1).max(255), port: z.number().int().min(1).max(65535), token: bytes(32, 32) }),
     bandwidth: z.number().positive().max(1e12).optional(),
   }),
+  z.strictObject({ t: z.literal('streamStatus'), id }),
   z.strictObject({ t: z.literal('memRead'), id, addr, len: z.number().int().min(0).max(MAX_MEM_IO) }),
   z.strictObject({ t: z.literal('memWrite'), id, addr, data: bytes(MAX_MEM_IO) }),
   z.strictObject({ t: z.literal('pause'), id }),
@@ -83,6 +84,7 @@ export interface Responses {
   dirtyLogSync: { dirtyPages: number; intervalMs: number };
   dirtyLogStop: Record<string, never>;
   streamPages: { pages: number; zeroPages: number; wireBytes: number; ms: number };
+  streamStatus: { active: boolean; pages: number; wireBytes: number; ms: number };
   memRead: { data: Uint8Array };
   memWrite: Record<string, never>;
   pause: { guestNs: number; wallMs: number };

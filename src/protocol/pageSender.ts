@@ -25,6 +25,8 @@ export class PageSender {
   private ackBuf: Buffer = Buffer.alloc(0);
   private failure: BaremigError | null = null;
   private drainWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  /** The round in flight, for progress reports while it runs. */
+  readonly live = { active: false, pages: 0, wireBytes: 0, startedMs: 0 };
 
   private constructor(
     private readonly socket: Socket,
@@ -109,9 +111,16 @@ export class PageSender {
     let zeroPages = 0;
     let wire = 0;
     let next = 0;
+    const live = this.live;
+    live.active = true;
+    live.pages = 0;
+    live.wireBytes = 0;
+    live.startedMs = t0;
     const send = async (buf: Buffer) => {
       if (bucket) await bucket.take(buf.length);
       wire += buf.length;
+      live.pages = pages;
+      live.wireBytes = wire;
       await this.write(buf);
     };
     while (next < mem.pages) {
@@ -128,7 +137,7 @@ export class PageSender {
     end.writeUInt32LE(pages, 4);
     const acked = new Promise<number>((resolve, reject) => this.acks.push({ resolve, reject }));
     await send(end);
-    const count = await acked;
+    const count = await acked.finally(() => (live.active = false));
     if (count !== pages) throw new BaremigError('STREAM', `destination ${this.peer} acknowledged ${count} pages, ${pages} were sent`);
     return { pages, zeroPages, wireBytes: wire, ms: performance.now() - t0 };
   }

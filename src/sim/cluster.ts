@@ -16,6 +16,19 @@ export interface SimNodeHandle {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** Nodes started attached to this process: they must not outlive it, whatever way it ends. */
+const attached = new Set<ChildProcess>();
+let exitHook = false;
+function killAttachedOnExit(child: ChildProcess): void {
+  attached.add(child);
+  child.once('exit', () => attached.delete(child));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const c of attached) c.kill('SIGKILL');
+  });
+}
+
 /** The node entry point next to this file, compiled or not. */
 function nodeEntry(): { file: string; execArgv: string[] } {
   const here = import.meta.url;
@@ -35,7 +48,10 @@ export interface StartNodeOptions {
 export async function startNode(cfg: SimNodeConfig, opts: StartNodeOptions = {}): Promise<SimNodeHandle> {
   const { file, execArgv } = nodeEntry();
   const logFd = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
-  const child = spawn(process.execPath, [...execArgv, '--max-old-space-size=512', file, JSON.stringify(cfg)], {
+  // The config (with the cluster key) goes in the environment, which only the
+  // same user can read, not on the command line, which `ps` shows everyone.
+  const child = spawn(process.execPath, [...execArgv, '--max-old-space-size=512', file, cfg.name], {
+    env: { ...process.env, BAREMIG_NODE_CONFIG: JSON.stringify(cfg) },
     stdio: ['ignore', 'pipe', opts.logFile ? logFd : 'pipe'],
     detached: opts.detached ?? false,
   });
@@ -65,6 +81,7 @@ export async function startNode(cfg: SimNodeConfig, opts: StartNodeOptions = {})
       reject(new BaremigError('AGENT_UNREACHABLE', `node ${cfg.name} exited (code ${code}) before it was ready${stderr ? `: ${stderr.trim()}` : ''}`));
     });
   });
+  if (!opts.detached) killAttachedOnExit(child);
   if (opts.detached) {
     child.stdout!.destroy();
     child.stderr?.destroy();

@@ -260,6 +260,10 @@ export class SimAgent {
           throw e;
         }
       }
+      case 'streamStatus': {
+        const live = [...this.senders.values()].find((x) => x.live.active)?.live;
+        return live ? { active: true, pages: live.pages, wireBytes: live.wireBytes, ms: performance.now() - live.startedMs } : { active: false, pages: 0, wireBytes: 0, ms: 0 };
+      }
       case 'memRead': {
         const mem = this.mem();
         if (!mem.inRange(req.addr, req.len)) throw new BaremigError('BAD_REQUEST', `memRead 0x${req.addr.toString(16)}+${req.len} outside guest RAM of ${mem.size} bytes`);

@@ -1,7 +1,8 @@
 /**
  * One simulated bare-metal node as an OS process (so a test can kill it):
  * a Machine and its agent. Started by `baremig cluster up` and by tests with
- * one JSON argument (SimNodeConfig); prints one READY line with its ports.
+ * its SimNodeConfig as JSON in BAREMIG_NODE_CONFIG (the node name as argv[2],
+ * for ps); prints one READY line with its ports.
  */
 import { BaremigError } from '../../errors.js';
 import { parseKey } from '../../protocol/auth.js';
@@ -11,7 +12,8 @@ import { Machine } from '../machine.js';
 import { READY_PREFIX, type SimNodeConfig } from './config.js';
 
 async function main(): Promise<void> {
-  const cfg = JSON.parse(process.argv[2] ?? '{}') as SimNodeConfig;
+  const cfg = JSON.parse(process.env.BAREMIG_NODE_CONFIG ?? '{}') as SimNodeConfig;
+  delete process.env.BAREMIG_NODE_CONFIG;
   const key = parseKey(cfg.keyHex);
   if (!key) throw new BaremigError('USAGE', 'node key must be hex, at least 16 bytes');
   const machine = new Machine(cfg.name, cfg.ramCapacity, deviceFactories(cfg.devices));
