@@ -91,9 +91,17 @@ export class PageSender {
     }
   }
 
-  private async write(buf: Buffer): Promise<void> {
+  /** Batch buffers are reused once the kernel has their bytes: no allocation churn on the data path. */
+  private readonly pool: Buffer[] = [];
+
+  private takeBatch(): Buffer {
+    return this.pool.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
+  }
+
+  private async write(buf: Buffer, owner?: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
-    if (!this.socket.write(buf)) {
+    const done = owner ? () => this.pool.length < 8 && this.pool.push(owner) : undefined;
+    if (!this.socket.write(buf, done)) {
       await new Promise<void>((resolve, reject) => {
         this.drainWaiter = { resolve, reject };
       });
@@ -116,21 +124,22 @@ export class PageSender {
     live.pages = 0;
     live.wireBytes = 0;
     live.startedMs = t0;
-    const send = async (buf: Buffer) => {
+    const send = async (buf: Buffer, owner?: Buffer) => {
       if (bucket) await bucket.take(buf.length);
       wire += buf.length;
       live.pages = pages;
       live.wireBytes = wire;
-      await this.write(buf);
+      await this.write(buf, owner);
     };
     while (next < mem.pages) {
-      // The socket keeps each batch until the kernel has it: a fresh one each time.
-      const batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
+      // The socket keeps a batch until the kernel has it; then it returns to the pool.
+      const batch = this.takeBatch();
       mem.packPages(bitmap, next, batch, 0, stats);
       next = stats[0]!;
       pages += stats[2]!;
       zeroPages += stats[3]!;
-      if (stats[1]! > 0) await send(batch.subarray(0, stats[1]!));
+      if (stats[1]! > 0) await send(batch.subarray(0, stats[1]!), batch);
+      else this.pool.push(batch);
     }
     const end = Buffer.alloc(FRAME_HEADER);
     end[0] = FrameType.End;
