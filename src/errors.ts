@@ -20,6 +20,7 @@ export type BaremigErrorCode =
   | 'TIMEOUT' // an operation exceeded its time limit
   | 'CANCELLED' // the operator cancelled
   | 'UNCERTAIN' // cannot tell whether the destination runs: source kept paused
+  | 'CORDONED' // the node is cordoned (drain): no migration may target it
   | 'INTERNAL';
 
 export class BaremigError extends Error {

@@ -139,3 +139,30 @@ describe('a destination that goes silent while resuming', () => {
     dst.close();
   });
 });
+
+describe('cancel and time limit act in the middle of a round', () => {
+  it('a cancel during a long first pass rolls back within a fraction of the round', async () => {
+    const { src, dst } = await twoNodes();
+    const before = (await readHeartbeat(src))!;
+    const ac = new AbortController();
+    const t0 = performance.now();
+    // 8 MiB of random pages at 4 MB/s: the first pass alone would take ~2 s.
+    setTimeout(() => ac.abort(), 300);
+    const s = await migrate({ src, dst, dstDataHost: '127.0.0.1', options: { bandwidth: 4e6, signal: ac.signal } });
+    const took = performance.now() - t0;
+    expect(s.ok).toBe(false);
+    expect(s.error?.code).toBe('CANCELLED');
+    expect(s.error?.sourceRunning).toBe(true);
+    expect(took).toBeLessThan(1200);
+    await expectSourceIntact(src, before);
+  });
+
+  it('the time limit interrupts a round too', async () => {
+    const { src, dst } = await twoNodes();
+    const t0 = performance.now();
+    const s = await migrate({ src, dst, dstDataHost: '127.0.0.1', options: { bandwidth: 4e6, timeoutMs: 300 } });
+    expect(s.error?.code).toBe('TIMEOUT');
+    expect(s.error?.sourceRunning).toBe(true);
+    expect(performance.now() - t0).toBeLessThan(1200);
+  });
+});

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { BaremigError } from '../errors.js';
+import { registerDrainCommands } from '../drain/command.js';
 import { parseRate, parseSize } from '../inventory/size.js';
 import { clusterDown, clusterUp } from '../sim/localCluster.js';
 import { defaultClusterDir } from './clusterDir.js';
@@ -65,7 +66,7 @@ cluster
   .option('--nodes <names>', 'comma-separated node names', 'node17,node42')
   .option('--ram <size>', 'RAM per node (and of each guest)', '512M')
   .option('--guests <names>', 'nodes that boot a guest', 'node17')
-  .option('--devices <kinds>', 'device kinds each node has (pit,pic,rtl8169)', '')
+  .option('--devices <kinds>', 'device kinds each node has (pic,pit,rtl8169)', 'pic,pit')
   .option('--dirty-rate <rate>', "guests' memory dirty rate", '20MB/s')
   .option('--dir <path>', 'where the nodes file, logs and pids go', defaultClusterDir())
   .option('--json', 'machine-readable output')
@@ -137,7 +138,7 @@ addMigrationFlags(
     .description('start a two-node simulated cluster, migrate a running guest node17 → node42, check it continues, clean up')
     .option('--ram <size>', 'guest RAM', '512M')
     .option('--dirty-rate <rate>', 'guest memory dirty rate', '20MB/s')
-    .option('--devices <kinds>', 'device kinds the nodes have', ''),
+    .option('--devices <kinds>', 'device kinds the nodes have (none: empty)', 'pic,pit'),
 ).action(
   action(async (out, flags: Record<string, string>) => {
     const ac = new AbortController();
@@ -154,6 +155,7 @@ addMigrationFlags(
   }),
 );
 
+registerDrainCommands(program, { action, addMigrationFlags, nodesFile: globalNodesFile });
 
 program.addCommand(benchCommand(action as never));
 

@@ -47,15 +47,21 @@ export type Decision =
   | { action: 'raise-limit'; newLimitMs: number; reason: string }
   | { action: 'abort'; reason: string };
 
-/** Pre-copy stalls when the guest dirties at least as fast as the link moves, or 3 rounds bring no progress. */
+/**
+ * Pre-copy stalls when the guest dirties about as fast as the link moves, or
+ * when two rounds in a row shrink the dirty set by less than 10 %. (The
+ * measured dirty rate saturates at working set / round time, so a guest that
+ * re-dirties its whole working set every round shows up as ≈ the bandwidth,
+ * not above it: hence 95 %, and the shrink rule.)
+ */
 export function isStalled(s: Pick<ConvergenceState, 'dirtyRateBps' | 'bandwidthBps' | 'dirtyHistory'>): string | null {
-  if (s.dirtyRateBps >= s.bandwidthBps) {
+  if (s.dirtyRateBps >= s.bandwidthBps * 0.95) {
     return `guest dirties ${(s.dirtyRateBps / 1e6).toFixed(1)} MB/s, the link moves ${(s.bandwidthBps / 1e6).toFixed(1)} MB/s`;
   }
   const h = s.dirtyHistory;
-  if (h.length >= 4) {
-    const [a, b, c, d] = h.slice(-4) as [number, number, number, number];
-    if (d >= a * 0.95 && c >= a * 0.95 && b >= a * 0.95) return `dirty set stays at ~${d} pages for 3 rounds`;
+  if (h.length >= 3) {
+    const [a, b, c] = h.slice(-3) as [number, number, number];
+    if (b >= a * 0.9 && c >= b * 0.9) return `dirty set stays at ~${c} pages for 2 rounds`;
   }
   return null;
 }

@@ -1,21 +1,8 @@
 import type { DeviceAccess, IoProgram, Reconstructor } from '../devices/io.js';
 import { BaremigError } from '../errors.js';
 import type { AgentClient } from '../protocol/client.js';
-import type { DeviceDescriptor } from '../protocol/messages.js';
+import { type DeviceDescriptor, reconstructorFor, restoreOrder } from '../devices/registry.js';
 import type { DeviceReport } from './types.js';
-
-/** Builds the reconstructor for one device of a node (device kinds register here). */
-export type ReconstructorFactory = (d: DeviceDescriptor) => Reconstructor<unknown>;
-
-const registry = new Map<string, ReconstructorFactory>();
-
-export function registerReconstructor(kind: string, f: ReconstructorFactory): void {
-  registry.set(kind, f);
-}
-
-export function reconstructorFor(d: DeviceDescriptor): Reconstructor<unknown> | undefined {
-  return registry.get(d.kind)?.(d);
-}
 
 /** The agent's program runner and shadow, as a reconstructor sees them. */
 export function remoteAccess(c: AgentClient): DeviceAccess {
@@ -27,7 +14,8 @@ export function remoteAccess(c: AgentClient): DeviceAccess {
 
 /** Devices of the source that the destination must have, and that we know how to move. */
 export function planDevices(src: DeviceDescriptor[], dst: DeviceDescriptor[]): Array<{ src: DeviceDescriptor; dst: DeviceDescriptor; rec: Reconstructor<unknown> }> {
-  return src.map((d) => {
+  const ordered = [...src].sort((a, b) => restoreOrder(a.kind) - restoreOrder(b.kind));
+  return ordered.map((d) => {
     const rec = reconstructorFor(d);
     if (!rec) throw new BaremigError('DEVICE', `no reconstructor for device ${d.name} (${d.kind}): this guest cannot be migrated by this baremig`);
     const peer = dst.find((x) => x.kind === d.kind && x.name === d.name) ?? dst.find((x) => x.kind === d.kind);

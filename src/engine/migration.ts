@@ -38,13 +38,30 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
   const progress = new Progress();
   const emit = (e: MigrationEvent) => p.onEvent?.(e);
   let phase: Phase = 'setup';
+  // Cancel (Ctrl-C, drain abort) and the time limit act at once, also in the
+  // middle of a long round: until the destination runs, they roll back.
+  const cancel = new AbortController();
+  const onCancel = () => cancel.abort(new BaremigError('CANCELLED', 'migration cancelled by the operator'));
+  if (o.signal?.aborted) onCancel();
+  o.signal?.addEventListener('abort', onCancel, { once: true });
+  const deadline = o.timeoutMs > 0 ? setTimeout(() => cancel.abort(new BaremigError('TIMEOUT', `migration exceeded its time limit of ${o.timeoutMs} ms`)), o.timeoutMs) : null;
   const enter = async (ph: Phase) => {
     phase = ph;
     emit({ type: 'phase', phase: ph, elapsedMs: elapsed(), progress: progress.current });
     await p.onPhase?.(ph);
-    if (o.signal?.aborted) throw new BaremigError('CANCELLED', 'migration cancelled by the operator');
-    if (o.timeoutMs > 0 && elapsed() > o.timeoutMs) throw new BaremigError('TIMEOUT', `migration exceeded its time limit of ${o.timeoutMs} ms in phase ${ph}`);
+    if (cancel.signal.aborted) throw cancel.signal.reason as BaremigError;
   };
+  /** A step that a cancel may cut short: the destination drops its copy, which ends the page stream. */
+  const interruptible = <T>(running: Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const onAbort = () => {
+        void dst.request('release', {}, 5000).catch(() => undefined);
+        reject(cancel.signal.reason as BaremigError);
+      };
+      if (cancel.signal.aborted) return onAbort();
+      cancel.signal.addEventListener('abort', onAbort, { once: true });
+      running.then(resolve, reject).finally(() => cancel.signal.removeEventListener('abort', onAbort));
+    });
   let limit = o.downtimeLimitMs;
   let rounds = 0;
   let bytesSent = 0;
@@ -100,10 +117,12 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     const addr = p.peerAddress ? p.peerAddress(p.dstDataHost, prep.port) : { host: p.dstDataHost, port: prep.port };
     const peer = { host: addr.host, port: addr.port, token: prep.token };
     const stream = (which: 'all' | 'dirty') =>
-      src.request('streamPages', o.bandwidth ? { which, peer, bandwidth: o.bandwidth } : { which, peer }, 600_000).catch((e: unknown) => {
-        const err = asBaremigError(e);
-        throw err.code === 'STREAM' ? new BaremigError('STREAM', `page stream ${src.node} → ${dst.node} failed: ${err.message}`) : err;
-      });
+      interruptible(
+        src.request('streamPages', o.bandwidth ? { which, peer, bandwidth: o.bandwidth } : { which, peer }, 600_000).catch((e: unknown) => {
+          const err = asBaremigError(e);
+          throw err.code === 'STREAM' ? new BaremigError('STREAM', `page stream ${src.node} → ${dst.node} failed: ${err.message}`) : err;
+        }),
+      );
     const deviceEstimateMs = restoreEstimateMs(devicePlan, rttMs);
     /** Reports the round in flight every 250 ms, so a long first pass does not look stuck. */
     const withStreamProgress = async <T>(running: Promise<T>, round: number, pagesToSend: number): Promise<T> => {
@@ -294,6 +313,9 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     }
     emit({ type: 'rollback', fromPhase: failedIn, reason: err.message, sourceRunning, elapsedMs: elapsed() });
     return summary(false, { error: { code: err.code, message: `${err.message}${rollbackNote}`, phase: failedIn, sourceRunning } });
+  } finally {
+    if (deadline) clearTimeout(deadline);
+    o.signal?.removeEventListener('abort', onCancel);
   }
 }
 

@@ -23,7 +23,7 @@ export const ioOpSchema: z.ZodType<IoOp> = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('memRead'), addr, len: z.number().int().min(0).max(MAX_MEM_IO) }),
   z.strictObject({ op: z.literal('memWrite'), addr, data: bytes(MAX_MEM_IO) }),
   z.strictObject({ op: z.literal('waitUntil'), space: z.enum(['io', 'mmio']), addr: z.number().int().min(0).max(2 ** 52), size, mask: u32, expect: u32, timeoutUs: z.number().int().min(0).max(5_000_000) }),
-  z.strictObject({ op: z.literal('delay'), us: z.number().int().min(0).max(5_000_000) }),
+  z.strictObject({ op: z.literal('delay'), us: z.number().min(0).max(5_000_000) }),
   z.strictObject({ op: z.literal('injectFrame'), device: z.string().max(64), frame: bytes(16384) }),
 ]) as unknown as z.ZodType<IoOp>;
 
@@ -67,11 +67,8 @@ export type RequestBody<T extends RequestType> = Omit<RequestOf<T>, 't' | 'id'>;
 
 export type GuestRunState = 'none' | 'running' | 'paused' | 'incoming' | 'released';
 
-export interface DeviceDescriptor {
-  kind: string;
-  name: string;
-  mmioBase?: number;
-}
+export type { DeviceDescriptor } from '../devices/registry.js';
+import type { DeviceDescriptor } from '../devices/registry.js';
 
 /** Answers, by request type. */
 export interface Responses {

@@ -14,6 +14,29 @@ export class HostClock implements Clock {
   }
 }
 
+/**
+ * A node's clock while its vCPU catches up on events it slept through: the
+ * host's monotonic time, or — while the run loop replays an event — the
+ * moment that event happened, so devices and the guest see each event at its
+ * own time even when the host thread woke late.
+ */
+export class MachineClock implements Clock {
+  private readonly host = new HostClock();
+  private pinned: number | null = null;
+  hostNowNs(): number {
+    return this.host.nowNs();
+  }
+  nowNs(): number {
+    return this.pinned ?? this.host.nowNs();
+  }
+  pin(ns: number): void {
+    this.pinned = ns;
+  }
+  unpin(): void {
+    this.pinned = null;
+  }
+}
+
 export class ManualClock implements Clock {
   constructor(private ns = 0) {}
   nowNs(): number {

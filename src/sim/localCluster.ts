@@ -24,12 +24,14 @@ export interface ClusterUpOptions {
   host?: string;
 }
 
-export function demoGuestSpec(ram: number, dirtyRate: number, fillFraction: number, seed: number): GuestSpec {
+export function demoGuestSpec(ram: number, dirtyRate: number, fillFraction: number, seed: number, devices: string[] = []): GuestSpec {
   const room = ram - MODULE_AREA_ADDR - 2 * 1024 * 1024;
   const ws = Math.max(1024 * 1024, Math.floor((room * Math.min(Math.max(fillFraction, 0), 1)) / 4096) * 4096);
   return {
     modules: [
       { name: 'heartbeat', config: { periodNs: 1_000_000 } },
+      // A 1000 Hz timer tick through the 8254 and 8259 when the node has them.
+      ...(devices.includes('pit') && devices.includes('pic') ? [{ name: 'timer' as const, config: { hz: 1000 } }] : []),
       { name: 'memoryLoad', config: { workingSetBytes: ws, dirtyRateBytesPerSec: dirtyRate, seed, fill: 'random' } },
     ],
   };
@@ -63,7 +65,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<{ record: ClusterR
             ramCapacity: o.ram,
             keyHex: key.toString('hex'),
             devices: o.devices,
-            ...(o.guests.includes(name) ? { boot: { ramBytes: o.ram, spec: demoGuestSpec(o.ram, o.dirtyRate, o.fillFraction, o.seed) } } : {}),
+            ...(o.guests.includes(name) ? { boot: { ramBytes: o.ram, spec: demoGuestSpec(o.ram, o.dirtyRate, o.fillFraction, o.seed, o.devices) } } : {}),
           },
           { detached: o.detached, logFile: join(o.dir, 'logs', `${name}.log`), startTimeoutMs: 60_000 },
         ),

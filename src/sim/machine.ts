@@ -1,7 +1,7 @@
 import type { AccessSize } from '../devices/io.js';
 import type { InterruptController, TimedDevice } from '../devices/irq.js';
 import { DeviceBus, type PortAccess } from './bus.js';
-import { HostClock } from './clock.js';
+import { MachineClock } from './clock.js';
 import type { GuestContext, GuestIo } from './guest/context.js';
 import { GuestOs, type GuestSpec } from './guest/os.js';
 import { GuestMemory } from './guestMemory.js';
@@ -19,8 +19,24 @@ export interface SimDevice {
   shadow?: {
     ports: Array<[number, number]>;
     initial(): unknown;
-    reduce(shadow: unknown, access: PortAccess): unknown;
+    reduce(shadow: unknown, access: PortAccess | ShadowEvent): unknown;
   };
+  /** Hardware reset (a node about to receive a guest resets its devices). */
+  reset?(): void;
+  /** Frames from the wire, for NICs (the agent's injectFrame). */
+  receiveFrame?(frame: Uint8Array): void;
+}
+
+/** Non-port events the hypervisor observes and feeds to a shadow: the vCPU's interrupt acknowledge. */
+export interface ShadowEvent {
+  dir: 'inta';
+  master: number;
+  slave?: number;
+}
+
+/** An interrupt controller that reports which chips took part in an acknowledge (the 8259 pair). */
+interface AckReporting extends InterruptController {
+  acknowledgeCycle(): { vector: number; master: number; slave?: number };
 }
 
 export interface DeviceFactory {
@@ -41,7 +57,9 @@ export function wallMs(): number {
  * costs no CPU.
  */
 export class Machine {
-  readonly clock = new HostClock();
+  readonly clock = new MachineClock();
+  /** Guest time of the earliest module wake-up, from the last step. */
+  private guestWakeNs = 0;
   readonly bus = new DeviceBus();
   readonly os = new GuestOs();
   readonly devices: SimDevice[] = [];
@@ -56,6 +74,8 @@ export class Machine {
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private readonly shadows = new Map<string, unknown>();
+  /** Device kind whose shadow sees interrupt acknowledges ('pic'). */
+  intcShadowKind: string | null = null;
   private ctx: GuestContext | null = null;
   /** Called when a guest step throws: the guest has crashed. */
   onCrash: (err: unknown) => void = () => {};
@@ -76,6 +96,28 @@ export class Machine {
       for (const [a, b] of sh.ports) {
         this.bus.trap(a, b, (acc) => this.shadows.set(d.kind, sh.reduce(this.shadows.get(d.kind), acc)));
       }
+    }
+  }
+
+  /** Interrupt acknowledge by the vCPU; the hypervisor sees it and tells the controller's shadow. */
+  private acknowledgeInterrupt(): number {
+    const intc = this.intc!;
+    if (!('acknowledgeCycle' in intc)) return intc.acknowledge();
+    const ack = (intc as AckReporting).acknowledgeCycle();
+    const kind = this.intcShadowKind;
+    const dev = kind ? this.devices.find((d) => d.kind === kind) : undefined;
+    if (dev?.shadow) {
+      const ev: ShadowEvent = ack.slave === undefined ? { dir: 'inta', master: ack.master } : { dir: 'inta', master: ack.master, slave: ack.slave };
+      this.shadows.set(dev.kind, dev.shadow.reduce(this.shadows.get(dev.kind), ev));
+    }
+    return ack.vector;
+  }
+
+  /** Hardware reset of every device, and the shadows with them (known state before a guest arrives). */
+  resetDevices(): void {
+    for (const d of this.devices) {
+      d.reset?.();
+      if (d.shadow) this.shadows.set(d.kind, d.shadow.initial());
     }
   }
 
@@ -106,10 +148,12 @@ export class Machine {
   boot(ramBytes: number, spec: GuestSpec): void {
     if (this.state !== 'none' && this.state !== 'released') throw new Error(`cannot boot: guest is ${this.state}`);
     this.allocate(ramBytes);
+    this.resetDevices();
     this.vcpu = resetVcpu();
     this.vcpu.rflags |= RFLAGS_IF;
     this.tscOffsetNs = -this.clock.nowNs();
     this.os.boot(this.context(), spec);
+    this.guestWakeNs = this.guestNowNs();
     this.state = 'running';
     this.schedule(0);
   }
@@ -119,6 +163,7 @@ export class Machine {
     if (this.state !== 'none' && this.state !== 'released') throw new Error(`cannot receive a guest: guest is ${this.state}`);
     this.allocate(ramBytes);
     this.vcpu = resetVcpu();
+    this.resetDevices();
     this.state = 'incoming';
   }
 
@@ -141,6 +186,12 @@ export class Machine {
   resume(): void {
     if (this.state !== 'paused' && this.state !== 'incoming') throw new Error(`cannot resume: guest is ${this.state}`);
     if (this.state === 'incoming' && !GuestOs.isBooted(this.context())) throw new Error('incoming guest RAM holds no bootable guest');
+    // While the vCPU was paused the devices ran on, but nothing could take their
+    // interrupts: bring them to now in one step (requests merge, as on hardware)
+    // instead of replaying the pause as a burst.
+    const now = this.clock.hostNowNs();
+    for (const d of this.devices) d.timed?.advanceTo(now);
+    this.guestWakeNs = this.guestNowNs();
     this.state = 'running';
     this.schedule(0);
   }
@@ -204,31 +255,59 @@ export class Machine {
     if (this.state === 'running' && this.timer) this.schedule(0);
   }
 
+  /** The earliest device event or module wake-up, host ns. */
+  private nextEventNs(): number {
+    let next = this.guestWakeNs - this.tscOffsetNs;
+    for (const d of this.devices) {
+      const t = d.timed?.nextEventNs?.();
+      if (t !== undefined && t < next) next = t;
+    }
+    return next;
+  }
+
+  /** Devices to `ns`, pending interrupts delivered, modules that are due run. */
+  private processAt(ns: number): void {
+    for (const d of this.devices) d.timed?.advanceTo(ns);
+    const ctx = this.context();
+    if (this.intc) {
+      for (let n = 0; n < 16 && (this.vcpu.rflags & RFLAGS_IF) !== 0n && this.intc.intr(); n++) {
+        this.os.interrupt(ctx, this.acknowledgeInterrupt());
+      }
+    }
+    this.guestWakeNs = this.os.step(ctx);
+  }
+
+  /**
+   * One wake-up of the vCPU. The host thread wakes when it can (timers have
+   * ~1 ms granularity); events that fell due while it slept are replayed in
+   * order, each at its own time (the clock is pinned to it), so that a
+   * 1000 Hz tick reaches the guest as 1000 interrupts a second rather than
+   * being merged by a late wake-up. Then it sleeps until the next event.
+   */
   private run(): void {
     this.timer = null;
     this.immediate = null;
     if (this.state !== 'running') return;
     try {
-      const hostNow = this.clock.nowNs();
-      for (const d of this.devices) d.timed?.advanceTo(hostNow);
-      const ctx = this.context();
-      // Deliver pending interrupts while the guest has them enabled.
-      if (this.intc) {
-        for (let n = 0; n < 16 && (this.vcpu.rflags & RFLAGS_IF) !== 0n && this.intc.intr(); n++) {
-          this.os.interrupt(ctx, this.intc.acknowledge());
-        }
+      const host = this.clock.hostNowNs();
+      for (let n = 0; n < MAX_CATCH_UP_EVENTS && this.state === 'running'; n++) {
+        const t = this.nextEventNs();
+        if (!(t <= host)) break;
+        this.clock.pin(t);
+        this.processAt(t);
       }
-      const wakeGuest = this.os.step(ctx);
-      let next = wakeGuest - this.tscOffsetNs;
-      for (const d of this.devices) {
-        const t = d.timed?.nextEventNs?.();
-        if (t !== undefined && t < next) next = t;
-      }
-      if (this.state === 'running') this.schedule(Math.min(next - this.clock.nowNs(), 1e9));
+      this.clock.pin(host);
+      if (this.state === 'running') this.processAt(host);
+      this.clock.unpin();
+      if (this.state === 'running') this.schedule(Math.min(this.nextEventNs() - this.clock.hostNowNs(), 1e9));
     } catch (e) {
+      this.clock.unpin();
       this.stopLoop();
       this.state = 'paused';
       this.onCrash(e);
     }
   }
 }
+
+/** Events replayed per wake-up at most; beyond (a host stall), the rest are merged as hardware would. */
+const MAX_CATCH_UP_EVENTS = 5000;

@@ -1,4 +1,5 @@
 import { BaremigError } from '../../errors.js';
+import { assertNotCordoned } from '../../drain/cordon.js';
 import { migrate } from '../../engine/migration.js';
 import type { MigrationEvent, MigrationOptions, MigrationSummary } from '../../engine/types.js';
 import type { Inventory } from '../../inventory/nodesFile.js';
@@ -61,6 +62,7 @@ export async function runMigration(inv: Inventory, srcName: string, dstName: str
   if (srcName === dstName) throw new BaremigError('USAGE', `source and destination are both ${srcName}`);
   findNode(inv, srcName);
   const dstEntry = findNode(inv, dstName);
+  assertNotCordoned(inv, dstName);
   let src: AgentClient | null = null;
   let dst: AgentClient | null = null;
   try {

@@ -11,6 +11,8 @@ export interface NodeStatus {
   ramBytes?: number;
   ramCapacity?: number;
   devices?: string[];
+  /** Dirty logging on: the guest is part of a migration (or one that was interrupted). */
+  dirtyLog?: boolean;
   error?: { code: string; message: string };
 }
 
@@ -22,7 +24,7 @@ export async function nodeStatuses(inv: Inventory, timeoutMs = 3000): Promise<No
         const c = await connectNode(inv, n.name, timeoutMs);
         try {
           const s = await c.request('state', {}, timeoutMs);
-          return { name: n.name, agent: n.agent, reachable: true, guest: s.guest, ramBytes: s.ramBytes, ramCapacity: s.ramCapacity, devices: s.devices.map((d) => d.kind) };
+          return { name: n.name, agent: n.agent, reachable: true, guest: s.guest, ramBytes: s.ramBytes, ramCapacity: s.ramCapacity, devices: s.devices.map((d) => d.kind), dirtyLog: s.dirtyLog };
         } finally {
           c.close();
         }

@@ -150,7 +150,7 @@ export class SimAgent {
       delay: (us) => new Promise((r) => (us < 1000 ? setImmediate(r) : setTimeout(r, Math.round(us / 1000)))),
       nowUs: () => machine.clock.nowNs() / 1000,
       injectFrame: (device, frame) => {
-        const d = machine.devices.find((x) => x.name === device) as unknown as { receiveFrame?: (f: Uint8Array) => void } | undefined;
+        const d = machine.devices.find((x) => x.name === device);
         if (!d?.receiveFrame) throw new BaremigError('BAD_REQUEST', `node ${machine.name} has no NIC named ${device}`);
         d.receiveFrame(frame);
       },

@@ -14,6 +14,7 @@ import {
   moduleNameOf,
 } from './layout.js';
 import { memoryLoad } from './memoryLoad.js';
+import { timer } from './timer.js';
 import { createHash } from 'node:crypto';
 
 /** What to boot: an ordered list of modules with their configuration. */
@@ -33,6 +34,7 @@ export class GuestOs {
   constructor() {
     this.register('heartbeat', heartbeat as GuestModule<unknown>);
     this.register('memoryLoad', memoryLoad as GuestModule<unknown>);
+    this.register('timer', timer as GuestModule<unknown>);
   }
 
   register(name: ModuleName, mod: GuestModule<unknown>): void {

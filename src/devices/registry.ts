@@ -1,0 +1,35 @@
+import type { Reconstructor } from './io.js';
+import { picReconstructor } from './pic/index.js';
+import { createPitReconstructor } from './pit/index.js';
+
+/** A device of a node as the agent describes it. */
+export interface DeviceDescriptor {
+  kind: string;
+  name: string;
+  mmioBase?: number;
+}
+
+type Factory = (d: DeviceDescriptor) => Reconstructor<unknown>;
+
+/**
+ * Reconstructors by device kind, and the order restores run in: the 8259
+ * last, because it must see the lines of the devices that drive it (8254
+ * OUT0, the NIC's interrupt) at their restored levels (src/devices/pic).
+ */
+const KINDS: Record<string, { order: number; make: Factory }> = {
+  pit: { order: 10, make: () => createPitReconstructor() as Reconstructor<unknown> },
+  pic: { order: 90, make: () => picReconstructor as Reconstructor<unknown> },
+};
+
+export function reconstructorFor(d: DeviceDescriptor): Reconstructor<unknown> | undefined {
+  return KINDS[d.kind]?.make(d);
+}
+
+export function restoreOrder(kind: string): number {
+  return KINDS[kind]?.order ?? 50;
+}
+
+/** Kinds extended at start-up by devices whose reconstructor needs configuration. */
+export function registerDeviceKind(kind: string, order: number, make: Factory): void {
+  KINDS[kind] = { order, make };
+}
