@@ -2,7 +2,40 @@ import { WebSocket } from 'ws';
 import { BaremigError, type BaremigErrorCode } from '../errors.js';
 import { authMac, macEqual, newNonce } from './auth.js';
 import { MAX_MESSAGE_BYTES, decode, encode } from './codec.js';
+import { L2Transport, isL2Url } from './l2/transport.js';
 import { PROTOCOL_VERSION, type RequestBody, type RequestType, type Responses } from './messages.js';
+
+/**
+ * One message-oriented connection to an agent: a WebSocket (simulator), or
+ * an authenticated session on the raw migration link (`l2://…`, native agent).
+ */
+export interface AgentTransport {
+  readonly open: boolean;
+  send(bytes: Uint8Array | string, cb?: (err?: Error) => void): void;
+  onMessage(fn: (data: Uint8Array) => void): void;
+  onClose(fn: (reason: string) => void): void;
+  close(): void;
+}
+
+class WsTransport implements AgentTransport {
+  constructor(private readonly ws: WebSocket) {}
+  get open(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+  send(bytes: Uint8Array | string, cb?: (err?: Error) => void): void {
+    this.ws.send(bytes, cb);
+  }
+  onMessage(fn: (data: Uint8Array) => void): void {
+    this.ws.on('message', (data: Buffer) => fn(data));
+  }
+  onClose(fn: (reason: string) => void): void {
+    this.ws.on('close', (code, reason) => fn(reason.length ? reason.toString() : `code ${code}`));
+    this.ws.on('error', (e) => fn(e.message));
+  }
+  close(): void {
+    this.ws.close();
+  }
+}
 
 export interface ClientOptions {
   /** Name the nodes file gives this node; the agent must answer with the same. */
@@ -25,18 +58,19 @@ export class AgentClient {
   private closedError: BaremigError | null = null;
 
   private constructor(
-    private readonly ws: WebSocket,
+    private readonly transport: AgentTransport,
     readonly node: string,
     readonly url: string,
     private readonly requestTimeoutMs: number,
   ) {
-    ws.on('message', (data: Buffer) => this.onMessage(data));
-    ws.on('close', (code, reason) => this.failAll(new BaremigError('AGENT_UNREACHABLE', `lost connection to agent ${node} at ${url}${reason.length ? `: ${reason.toString()}` : ` (code ${code})`}`)));
-    ws.on('error', (e) => this.failAll(new BaremigError('AGENT_UNREACHABLE', `agent ${node} at ${url}: ${e.message}`)));
+    transport.onMessage((data) => this.onMessage(data));
+    transport.onClose((reason) => this.failAll(new BaremigError('AGENT_UNREACHABLE', `lost connection to agent ${node} at ${url}: ${reason}`)));
   }
 
-  static async connect(url: string, opts: ClientOptions): Promise<AgentClient> {
+  /** Opens the transport the address names (ws:// or wss://, or l2://) without the hello/auth exchange (tests of hostile input). */
+  static async openTransport(url: string, opts: ClientOptions): Promise<AgentTransport> {
     const timeout = opts.connectTimeoutMs ?? 5000;
+    if (isL2Url(url)) return L2Transport.connect(url, opts.key, timeout);
     const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, handshakeTimeout: timeout });
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => {
@@ -52,7 +86,12 @@ export class AgentClient {
         reject(new BaremigError('AGENT_UNREACHABLE', `cannot reach agent ${opts.node} at ${url}: ${e.message}`));
       });
     });
-    const c = new AgentClient(ws, opts.node, url, opts.requestTimeoutMs ?? 60_000);
+    return new WsTransport(ws);
+  }
+
+  static async connect(url: string, opts: ClientOptions): Promise<AgentClient> {
+    const transport = await AgentClient.openTransport(url, opts);
+    const c = new AgentClient(transport, opts.node, url, opts.requestTimeoutMs ?? 60_000);
     try {
       const hello = await c.request('hello', { v: PROTOCOL_VERSION, role: 'coordinator' });
       if (hello.node !== opts.node) throw new BaremigError('INVENTORY', `the agent at ${url} is node '${hello.node}', the nodes file calls it '${opts.node}': fix the address`);
@@ -77,12 +116,12 @@ export class AgentClient {
     this.pending.clear();
   }
 
-  private onMessage(data: Buffer): void {
+  private onMessage(data: Uint8Array): void {
     let m: Record<string, unknown>;
     try {
       m = decode(data);
     } catch (e) {
-      this.ws.terminate();
+      this.transport.close();
       this.failAll(new BaremigError('PROTOCOL', `agent ${this.node} sent an undecodable message: ${(e as Error).message}`));
       return;
     }
@@ -107,7 +146,7 @@ export class AgentClient {
         reject(new BaremigError('TIMEOUT', `agent ${this.node} did not answer '${t}' within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (v: Record<string, unknown>) => void, reject, timer, t });
-      this.ws.send(encode({ t, id, ...body }), (err) => {
+      this.transport.send(encode({ t, id, ...body }), (err) => {
         if (err) {
           this.pending.delete(id);
           clearTimeout(timer);
@@ -119,14 +158,14 @@ export class AgentClient {
 
   /** Send raw bytes (tests of hostile input). */
   sendRaw(bytes: Uint8Array | string): void {
-    this.ws.send(bytes);
+    this.transport.send(bytes);
   }
 
   get closed(): boolean {
-    return this.closedError !== null || this.ws.readyState !== WebSocket.OPEN;
+    return this.closedError !== null || !this.transport.open;
   }
 
   close(): void {
-    this.ws.close();
+    this.transport.close();
   }
 }

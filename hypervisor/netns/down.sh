@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Removes the namespaces of up.sh PREFIX (and with them every veth and the bridge).
+# Safe to run twice, or after a partial up.sh.
+prefix=${1:?usage: down.sh PREFIX}
+for ns in $(ip netns list | awk '{print $1}' | grep -E "^${prefix}-(br|coord|n[0-9]+)$"); do
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+done
+exit 0
