@@ -238,6 +238,18 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     await enter('devices');
     t = performance.now();
     captured = await captureDevices(src, devicePlan);
+    // Capture may have let a device write guest RAM (a NIC's DMA, probe
+    // frames written back): the dirty log has those pages; send them before
+    // the destination's devices start from that RAM.
+    if (devicePlan.length) {
+      const late = await src.request('dirtyLogSync', {});
+      if (late.dirtyPages > 0) {
+        const r = await stream('dirty');
+        bytesSent += r.wireBytes;
+        pagesSent += r.pages;
+        zeroPages += r.zeroPages;
+      }
+    }
     deviceReports = await restoreDevices(dst, captured);
     for (const r of deviceReports) emit({ type: 'device', ...r });
     breakdown.devices = performance.now() - t;
