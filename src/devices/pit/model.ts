@@ -39,6 +39,12 @@
  *  - Reads and the latch use QEMU's separate flip-flops (read_state for the
  *    live count, count_latched for a latched one); the datasheet does not
  *    say how the two interact.
+ *  - Mode 3, odd count N: the datasheet loads N-1 and ends the high half
+ *    "one CLK pulse after the count expires". As the CE holds only the even
+ *    part, the chip must take the oddness from the CR when the half expires;
+ *    so do we (registers.ts mode3Odd). The CE shows 0 during that extra CLK.
+ *  - The illegal count 1 behaves as 2 in mode 2 and as 0 (2^16) in mode 3,
+ *    as MAME measured; the CR still holds the 1 that was written.
  *  - Power-up state is undefined (datasheet). We take QEMU's reset (mode 3,
  *    count 2^16 running, gates 1/1/0) but with RW = LSB-then-MSB, because
  *    QEMU's rw_mode 0 is a state no control word can produce again.
@@ -56,7 +62,6 @@ import {
   CW_SC_SHIFT,
   PIT_PORT_CONTROL,
   PIT_PORT_COUNTER0,
-  PIT_PORT_COUNTER2,
   PORT61_GATE2,
   PORT61_OUT2,
   PORT_61,
@@ -681,9 +686,4 @@ export class Pit implements BusDevice, TimedDevice, DeviceModel<PitInternal> {
       }),
     };
   }
-}
-
-/** Port 0x40-0x43 port of a counter register, for convenience in tests and programs. */
-export function isCounterPort(port: number): boolean {
-  return port >= PIT_PORT_COUNTER0 && port <= PIT_PORT_COUNTER2;
 }

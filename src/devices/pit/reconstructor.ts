@@ -142,7 +142,7 @@ export const pitLimitations: ReadonlyArray<{ id: PitDeviation | 'clockPhase' | '
   },
   {
     id: 'budget',
-    text: 'When the exact state needs a wait longer than maxWaitUs (default 60 ms, more than one 2^16 period): a mode 0 counter past terminal count is restored with OUT high and count 0; a mode 4 counter after its strobe as a control word without count (OUT high, no strobe, NULL COUNT 1).',
+    text: 'Some exact states need the counter to count there: a mode 0 or 4 counter past terminal count at an arbitrary count (up to one 2^16 turn, 55 ms). maxWaitUs (default 60 ms) bounds those waits; beyond it a mode 0 counter is restored with OUT high and count 0, a mode 4 one as a control word without count (OUT high, no strobe, NULL COUNT 1). Waits without which OUT itself would be wrong (a mode 3 low half: up to half a period) or which a one-byte RW format imposes are always taken.',
   },
   {
     id: 'resetState',
@@ -286,7 +286,6 @@ interface Ctx {
   rw: number;
   n: number;
   gate: number;
-  exact: boolean;
 }
 
 /** Counts worth trying as the setup count: every writable one under a one-byte format, a few otherwise. */
@@ -512,7 +511,6 @@ export function planPitRestore(state: PitState, options: PitReconstructorOptions
       rw: s.rw,
       n: s.nullCount,
       gate: ch === 2 ? s.gate : 1,
-      exact: opts.exactNullCount,
     };
     let cands = candidates(x, s.phase);
     if (s.ceReadableMask !== 0xffff && !cands.some((k) => !k.devs.includes('budget'))) {
@@ -569,6 +567,9 @@ export function createPitReconstructor(options: PitReconstructorOptions = {}): R
       const log = await src.shadow();
       const sh = log[PIT_SHADOW_KEY];
       if (!isShadow(sh)) throw new BaremigError('DEVICE', `PIT capture: the hypervisor has no '${PIT_SHADOW_KEY}' shadow`);
+      // Reads here are of latched values only, never of the live count, so
+      // the read flip-flop the guest sees is untouched (and a two-byte latch
+      // read leaves it as it was even on a chip with a single flip-flop).
       const prog: IoOp[] = [{ op: 'delay', us: SETTLE_US }];
       const drained: number[] = [];
       sh.channels.forEach((c, ch) => {
