@@ -37,6 +37,11 @@ export interface GuestModule<Config = unknown> {
    * again; the vCPU halts until the earliest such time or an interrupt.
    */
   step(ctx: GuestContext, base: number): number;
-  /** An interrupt vector the module registered for was delivered. */
-  interrupt?(ctx: GuestContext, base: number, vector: number): void;
+  /**
+   * An interrupt vector was delivered (every module sees it and ignores
+   * vectors it does not own). Returning true makes the module due at once:
+   * what a real kernel does when a handler raises a softirq or queues a task
+   * for the work it defers (NAPI poll, re(4)'s interrupt task).
+   */
+  interrupt?(ctx: GuestContext, base: number, vector: number): boolean | void;
 }

@@ -102,7 +102,7 @@ export class GuestOs {
     for (let i = 0; i < n; i++) {
       const a = BOOT_BLOCK_ADDR + BOOT_HEADER_BYTES + i * BOOT_ENTRY_BYTES;
       const mod = this.registry.get(m.read32(a));
-      mod?.interrupt?.(ctx, Number(m.read64(a + 8)), vector);
+      if (mod?.interrupt?.(ctx, Number(m.read64(a + 8)), vector) === true) m.write64(a + 24, 0n);
     }
   }
 

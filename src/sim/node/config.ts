@@ -10,6 +10,20 @@ export interface SimNodeConfig {
   keyHex: string;
   /** Device kinds the node has: 'pit', 'pic', 'rtl8169'. */
   devices: string[];
+  /**
+   * The node's RTL8169 plugged into a service-network switch port (implies
+   * the 'rtl8169' device; see src/sim/network/nicPort.ts).
+   */
+  network?: {
+    /** UDP endpoint of the switch port for this node. */
+    switch: { host: string; port: number };
+    /** EEPROM MAC; default derived from the node name. */
+    mac?: string;
+    mmioBase?: number;
+    irq?: number;
+    /** PHY autonegotiation time (default 1500 ms, as real chips). */
+    autonegMs?: number;
+  };
   /** Boot a guest at start-up. */
   boot?: { ramBytes: number; spec: GuestSpec };
 }

@@ -7,8 +7,10 @@
 import { BaremigError } from '../../errors.js';
 import { parseKey } from '../../protocol/auth.js';
 import { SimAgent } from '../agent/server.js';
-import { deviceFactories } from '../devices.js';
-import { Machine } from '../machine.js';
+import { deviceFactories, knownDeviceKinds } from '../devices.js';
+import { type DeviceFactory, Machine } from '../machine.js';
+import { nicFactory } from '../network/nicPort.js';
+import { UdpNicPort } from '../network/udp.js';
 import { READY_PREFIX, type SimNodeConfig } from './config.js';
 
 async function main(): Promise<void> {
@@ -16,13 +18,21 @@ async function main(): Promise<void> {
   delete process.env.BAREMIG_NODE_CONFIG;
   const key = parseKey(cfg.keyHex);
   if (!key) throw new BaremigError('USAGE', 'node key must be hex, at least 16 bytes');
-  const machine = new Machine(cfg.name, cfg.ramCapacity, deviceFactories(cfg.devices));
+  // The RTL8169 comes with its cable when the node is on the service network.
+  const net = cfg.network;
+  const port = net ? await UdpNicPort.connect(net.switch) : undefined;
+  const ownNic = net !== undefined || (cfg.devices.includes('rtl8169') && !knownDeviceKinds().includes('rtl8169'));
+  const factories: DeviceFactory[] = deviceFactories(ownNic ? cfg.devices.filter((k) => k !== 'rtl8169') : cfg.devices);
+  // After the others: the interrupt controller exists when the NIC's line is wired.
+  if (ownNic) factories.push(nicFactory({ ...net, port }));
+  const machine = new Machine(cfg.name, cfg.ramCapacity, factories);
   machine.onCrash = (e) => process.stderr.write(`guest crashed on ${cfg.name}: ${(e as Error).stack ?? String(e)}\n`);
   const agent = new SimAgent(machine, { host: cfg.host, port: cfg.port, key });
   await agent.start();
   if (cfg.boot) machine.boot(cfg.boot.ramBytes, cfg.boot.spec);
   process.stdout.write(`${READY_PREFIX}${JSON.stringify({ name: cfg.name, port: agent.port, dataPort: agent.dataPort, pid: process.pid })}\n`);
   const stop = () => {
+    port?.close();
     void agent.stop().finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
