@@ -13,8 +13,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerDeviceKind } from '../src/devices/registry.js';
-import { createRtl8169Reconstructor } from '../src/devices/rtl8169/index.js';
 import { migrate } from '../src/engine/migration.js';
 import { HeartbeatObserver } from '../src/sim/guest/observer.js';
 import { bridgeSupport } from '../src/sim/network/bridge.js';
@@ -110,7 +108,6 @@ describe.skipIf(skipReason !== null)('real peers in a network namespace', () => 
       seen.push({ type: f.readUInt16BE(12), src: f.subarray(6, 12).toString('hex'), dummy: f.includes('baremig dummy') });
     });
     monitor = s;
-    registerDeviceKind('rtl8169', 50, (d) => createRtl8169Reconstructor({ mmioBase: d.mmioBase!, device: d.name }));
   });
 
   afterAll(async () => {

@@ -1,6 +1,8 @@
 import type { Reconstructor } from './io.js';
 import { picReconstructor } from './pic/index.js';
 import { createPitReconstructor } from './pit/index.js';
+import { createRtl8169Reconstructor } from './rtl8169/index.js';
+import { BaremigError } from '../errors.js';
 
 /** A device of a node as the agent describes it. */
 export interface DeviceDescriptor {
@@ -19,6 +21,13 @@ type Factory = (d: DeviceDescriptor) => Reconstructor<unknown>;
 const KINDS: Record<string, { order: number; make: Factory }> = {
   pit: { order: 10, make: () => createPitReconstructor() as Reconstructor<unknown> },
   pic: { order: 90, make: () => picReconstructor as Reconstructor<unknown> },
+  rtl8169: {
+    order: 50,
+    make: (d) => {
+      if (d.mmioBase === undefined) throw new BaremigError('DEVICE', `NIC ${d.name}: the agent did not report its MMIO base`);
+      return createRtl8169Reconstructor({ mmioBase: d.mmioBase, device: d.name }) as Reconstructor<unknown>;
+    },
+  },
 };
 
 export function reconstructorFor(d: DeviceDescriptor): Reconstructor<unknown> | undefined {
