@@ -7,6 +7,8 @@ export interface ClusterRecord {
   createdAt: string;
   nodesFile: string;
   nodes: Array<{ name: string; pid: number; url: string; log: string }>;
+  /** The service network's switch process, when the nodes have NICs. */
+  switch?: { pid: number; log: string };
 }
 
 export function defaultClusterDir(): string {
@@ -55,7 +57,8 @@ export function isAlive(pid: number): boolean {
 /** True when `pid` is one of our simulated node processes (not a recycled pid). */
 export function isNodeProcess(pid: number): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('node/main');
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes('node/main') || cmd.includes('network/main');
   } catch {
     return isAlive(pid);
   }

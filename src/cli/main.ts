@@ -138,7 +138,7 @@ addMigrationFlags(
     .description('start a two-node simulated cluster, migrate a running guest node17 → node42, check it continues, clean up')
     .option('--ram <size>', 'guest RAM', '512M')
     .option('--dirty-rate <rate>', 'guest memory dirty rate', '20MB/s')
-    .option('--devices <kinds>', 'device kinds the nodes have (none: empty)', 'pic,pit'),
+    .option('--devices <kinds>', 'device kinds the nodes have (none: empty)', 'pic,pit,rtl8169'),
 ).action(
   action(async (out, flags: Record<string, string>) => {
     const ac = new AbortController();

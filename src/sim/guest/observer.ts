@@ -2,6 +2,7 @@ import type { GuestObservation, GuestObserver } from '../../engine/guestObserver
 import type { AgentClient } from '../../protocol/client.js';
 import { checksumAfter, HEARTBEAT_REGION_BYTES, type HeartbeatView, parseHeartbeat } from './heartbeat.js';
 import { BOOT_BLOCK_ADDR } from './layout.js';
+import { NET_REGION_BYTES, type NetView, parseNetRegion } from './net/index.js';
 import { BOOT_BLOCK_BYTES, GuestOs } from './os.js';
 
 /** Reads the simulated guest's heartbeat out of its RAM, as any hypervisor can. */
@@ -11,6 +12,14 @@ export async function readHeartbeat(c: AgentClient): Promise<HeartbeatView | nul
   if (!hb) return null;
   const r = await c.request('memRead', { addr: hb.base, len: HEARTBEAT_REGION_BYTES });
   return parseHeartbeat(r.data);
+}
+
+/** Reads the simulated guest's network counters (netApp module) out of its RAM, if it has one. */
+export async function readNetView(c: AgentClient): Promise<NetView | null> {
+  const boot = await c.request('memRead', { addr: BOOT_BLOCK_ADDR, len: BOOT_BLOCK_BYTES });
+  const m = GuestOs.findModule(boot.data, 'netApp');
+  if (!m) return null;
+  return parseNetRegion((await c.request('memRead', { addr: m.base, len: NET_REGION_BYTES })).data);
 }
 
 /**

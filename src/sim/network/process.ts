@@ -22,17 +22,18 @@ function entry(): { file: string; execArgv: string[] } {
   return { file: fileURLToPath(new URL('./main.js', here)), execArgv: [] };
 }
 
-export async function startSwitchProcess(cfg: Omit<ServiceNetworkConfig, 'onMove'>, opts: { startTimeoutMs?: number } = {}): Promise<SwitchHandle> {
+export async function startSwitchProcess(cfg: Omit<ServiceNetworkConfig, 'onMove'>, opts: { startTimeoutMs?: number; detached?: boolean; logFd?: number } = {}): Promise<SwitchHandle> {
   const { file, execArgv } = entry();
   const child = spawn(process.execPath, [...execArgv, file, 'switch'], {
     env: { ...process.env, BAREMIG_SWITCH_CONFIG: JSON.stringify(cfg) },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', opts.logFd ?? 'pipe'],
+    detached: opts.detached ?? false,
   });
-  // Never outlive the parent.
+  // Never outlive the parent, unless started to (cluster up).
   const onExit = () => child.kill('SIGKILL');
-  process.once('exit', onExit);
+  if (!opts.detached) process.once('exit', onExit);
   let log = '';
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr?.on('data', (d: Buffer) => {
     log = (log + d.toString()).slice(-16384);
   });
   const exited = new Promise<number | null>((r) =>
@@ -61,6 +62,10 @@ export async function startSwitchProcess(cfg: Omit<ServiceNetworkConfig, 'onMove
       reject(new Error(`switch exited (code ${code}) before it was ready: ${log.trim()}`));
     });
   });
+  if (opts.detached) {
+    child.stdout!.destroy();
+    child.unref();
+  }
   return {
     pid: ready.pid,
     ports: ready.ports,
