@@ -31,15 +31,19 @@ export class GuestMemory {
   private readonly groupHash: Buffer;
   private readonly view: DataView;
 
-  constructor(readonly size: number) {
+  /**
+   * @param backing the node's physical RAM to use (all zero, at least `size`
+   *        bytes); without it, fresh zeroed memory is allocated.
+   */
+  constructor(
+    readonly size: number,
+    backing?: Buffer,
+  ) {
     if (!Number.isInteger(size) || size <= 0 || size % (1 << DIGEST_GROUP_SHIFT) !== 0 || size > MAX_RAM_BYTES) {
       throw new RangeError(`guest RAM size must be a positive multiple of 1 MiB up to 4 GiB, got ${size}`);
     }
-    // Buffer.alloc of this size is calloc-backed: untouched pages cost nothing.
-    this.bytes = Buffer.alloc(size);
-    // No MADV_HUGEPAGE (QEMU asks for it): measured here, with the kernel's
-    // THP defrag on madvise, first touch of 512 MiB took 165–778 ms with the
-    // advice and a steady 220–240 ms without (bench/README.md).
+    if (backing && backing.length < size) throw new RangeError(`backing RAM of ${backing.length} bytes is smaller than ${size}`);
+    this.bytes = backing ? backing.subarray(0, size) : Buffer.alloc(size);
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     this.pages = size / PAGE_SIZE;
     this.dirty = new Uint8Array(this.pages);

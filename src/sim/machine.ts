@@ -5,6 +5,7 @@ import { MachineClock } from './clock.js';
 import type { GuestContext, GuestIo } from './guest/context.js';
 import { GuestOs, type GuestSpec } from './guest/os.js';
 import { GuestMemory } from './guestMemory.js';
+import { simAccel } from './native.js';
 import { type VcpuState, RFLAGS_IF, cloneVcpu, resetVcpu } from './vcpu.js';
 
 export type GuestRunState = 'none' | 'running' | 'paused' | 'incoming' | 'released';
@@ -77,6 +78,16 @@ export class Machine {
   /** Device kind whose shadow sees interrupt acknowledges ('pic'). */
   intcShadowKind: string | null = null;
   private ctx: GuestContext | null = null;
+  /**
+   * The node's physical RAM: allocated and backed once, when the node starts,
+   * as a bare-metal node's memory exists from power-on. Guests use it from
+   * address 0; a released guest's RAM is scrubbed (zeroed) before the next
+   * guest gets it — in the background, so that releasing costs no pause.
+   */
+  private readonly physical: Buffer;
+  private scrubNext = 0;
+  private scrubEnd = 0;
+  private scrubTimer: NodeJS.Immediate | null = null;
   /** Called when a guest step throws: the guest has crashed. */
   onCrash: (err: unknown) => void = () => {};
 
@@ -85,7 +96,25 @@ export class Machine {
     readonly ramCapacity: number,
     factories: DeviceFactory[] = [],
   ) {
+    this.physical = Buffer.alloc(ramCapacity);
+    simAccel().populate(this.physical);
     for (const f of factories) this.addDevice(f.create(this));
+  }
+
+  /** Zeroes what the last guest used, 64 MiB per turn of the event loop. */
+  private scrubStep(): void {
+    this.scrubTimer = null;
+    const end = Math.min(this.scrubEnd, this.scrubNext + 64 * 1024 * 1024);
+    this.physical.fill(0, this.scrubNext, end);
+    this.scrubNext = end;
+    if (this.scrubNext < this.scrubEnd) this.scrubTimer = setImmediate(() => this.scrubStep());
+  }
+
+  private finishScrub(): void {
+    if (this.scrubTimer) clearImmediate(this.scrubTimer);
+    this.scrubTimer = null;
+    if (this.scrubNext < this.scrubEnd) this.physical.fill(0, this.scrubNext, this.scrubEnd);
+    this.scrubNext = this.scrubEnd = 0;
   }
 
   addDevice(d: SimDevice): void {
@@ -171,7 +200,8 @@ export class Machine {
     if (ramBytes > this.ramCapacity) throw new RangeError(`guest needs ${ramBytes} bytes of RAM, node ${this.name} has ${this.ramCapacity}`);
     this.mem = null;
     this.ctx = null;
-    this.mem = new GuestMemory(ramBytes);
+    this.finishScrub();
+    this.mem = new GuestMemory(ramBytes, this.physical);
   }
 
   pause(): void {
@@ -232,6 +262,13 @@ export class Machine {
   /** Discard the guest: after a committed migration (source) or an abandoned one (destination). */
   release(): void {
     this.stopLoop();
+    if (this.mem) {
+      // The next guest must find zeroed RAM, and nothing of this one.
+      this.finishScrub();
+      this.scrubNext = 0;
+      this.scrubEnd = this.mem.size;
+      this.scrubTimer = setImmediate(() => this.scrubStep());
+    }
     this.mem = null;
     this.ctx = null;
     this.state = this.state === 'none' ? 'none' : 'released';

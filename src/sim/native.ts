@@ -12,6 +12,7 @@ export interface SimAccel {
   adviseHugepages(buf: Uint8Array): boolean;
   packPages(ram: Uint8Array, bitmap: Uint8Array | null, fromPage: number, endPage: number, out: Uint8Array, outOffset: number, pageHash: Uint8Array, stalePage: Uint8Array, stats: Float64Array): void;
   zeroPageHash(): bigint;
+  populate(buf: Uint8Array): boolean;
 }
 
 let cached: SimAccel | null = null;
