@@ -41,7 +41,11 @@ void hal_track_enable(int on);
 /* ---- guest lifecycle (the core owns the state machine; these only act) ----
  * Each returns 0 or -1 with a message in err. */
 int hal_guest_boot(uint64_t ram_bytes, const uint8_t *spec, size_t spec_len, char *err, size_t errlen);
-int hal_guest_alloc(uint64_t ram_bytes, char *err, size_t errlen); /* fresh zeroed RAM for an incoming guest */
+int hal_guest_alloc(uint64_t ram_bytes, char *err, size_t errlen); /* RAM for an incoming guest */
+/* 1 if the RAM hal_guest_alloc and hal_guest_boot provide is all zero apart from
+ * the writes hal_track_collect reports (the digest then starts from known
+ * zero-page hashes); 0 if its contents are unknown (every page is hashed). */
+int hal_guest_ram_zeroed(void);
 void hal_guest_release(void);
 /* Pause: the vCPU stops; guest TSC (ns) and wall time (µs) of the pause. */
 int hal_guest_pause(uint64_t *tsc_ns, uint64_t *wall_us, char *err, size_t errlen);
@@ -78,6 +82,9 @@ void hal_mmio_write(uint64_t addr, int size, uint32_t value);
 int hal_inject_frame(const char *device, size_t devlen, const uint8_t *frame, size_t len);
 /* Devices the guest uses: i-th descriptor, 0 while i is in range. mmio_base = UINT64_MAX if none. */
 int hal_device(unsigned i, const char **kind, const char **name, uint64_t *mmio_base);
-/* The shadow of intercepted device writes: write exactly one msgpack map, kind → state. */
+/* The shadows of the trapped chips: write exactly one msgpack map (bm_mpw_object),
+ * device kind → shadow (core/shadow.h writers), in the simulator's device order
+ * (pic, pit); an empty map when nothing is trapped. The binding feeds the
+ * shadows from its port traps and interrupt acknowledges (core/shadow.h). */
 void hal_shadow(struct bm_mp_writer *w);
 #endif

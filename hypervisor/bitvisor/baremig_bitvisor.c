@@ -13,8 +13,9 @@
  * - Port I/O and MMIO for IoPrograms are the agent's own accesses (in/out
  *   instructions, uncached mappings of the BAR), never the guest's trapped path.
  * - The 8254 and 8259 ports are intercepted with set_iofunc() and passed
- *   through to the hardware (do_iopass_default); each guest write is appended
- *   to a bounded shadow log that hal_shadow() reports.
+ *   through to the hardware (do_iopass_default); each access, with the value
+ *   the chip returned or was given, is folded into the shadows of
+ *   core/shadow.c, which hal_shadow() reports as the simulator's agent does.
  * - Guest memory is reached with mapmem_gphys(); write tracking, vCPU state
  *   and pausing come from the core hooks in baremig_core_hooks.h.
  */
@@ -28,6 +29,7 @@
 #include "../core/agent.h"
 #include "../core/bm_lib.h"
 #include "../core/msgpack.h"
+#include "../core/shadow.h"
 #include "../hal.h"
 #include "baremig_core_hooks.h"
 
@@ -83,21 +85,24 @@ static void bm_net_start(void *handle) {
 }
 static struct netfunc baremig_netfunc = {bm_new_nic, bm_net_init, bm_net_start, 0};
 
-/* ---------- shadow of intercepted 8254/8259 writes ---------- */
-#define SHADOW_MAX 256
-static struct { u16 port; u8 value; } shadow_log[SHADOW_MAX];
-static u32 shadow_n, shadow_dropped;
+/* ---------- the 8254/8259 shadows (core/shadow.c), fed by the port traps ---------- */
+static struct bm_pic_shadow pic_shadow;
+static struct bm_pit_shadow pit_shadow;
 
 static void trap(enum iotype type, u32 port, void *data) {
-	do_iopass_default(type, port, data);
-	if (type == IOTYPE_OUTB) {
-		if (shadow_n < SHADOW_MAX) {
-			shadow_log[shadow_n].port = (u16)port;
-			shadow_log[shadow_n].value = *(u8 *)data;
-			shadow_n++;
-		} else shadow_dropped++;
-	}
+	do_iopass_default(type, port, data); /* the chip handles the access first; the shadow sees its result */
+	int out = type == IOTYPE_OUTB || type == IOTYPE_OUTW || type == IOTYPE_OUTL;
+	int size = type == IOTYPE_INB || type == IOTYPE_OUTB ? 1 : type == IOTYPE_INW || type == IOTYPE_OUTW ? 2 : 4;
+	uint32_t v = size == 1 ? *(u8 *)data : size == 2 ? *(u16 *)data : *(u32 *)data;
+	if ((port >= 0x40 && port <= 0x43) || port == 0x61) bm_pit_shadow_access(&pit_shadow, out, (uint16_t)port, size, v);
+	else bm_pic_shadow_access(&pic_shadow, out, (uint16_t)port, size, v);
 }
+
+/* Called by the core patch for every interrupt acknowledge it performs for the
+ * guest (external-interrupt exiting, acknowledge through the 8259 poll command;
+ * see README "core hooks"): poll words of the master and, after a cascade
+ * acknowledge, the slave. */
+void baremig_observe_inta(u8 master, int has_slave, u8 slave) { bm_pic_shadow_inta(&pic_shadow, master, has_slave, slave); }
 
 /* ---------- HAL ---------- */
 uint64_t hal_now_ns(void) { return get_time() * 1000ULL; }
@@ -156,6 +161,8 @@ int hal_guest_alloc(uint64_t ram, char *e, size_t n) {
 	if (ram > baremig_core_ram_bytes()) return err(e, n, "the guest needs more RAM than this node gives its guest");
 	return baremig_core_pause() ? err(e, n, "cannot hold the guest vCPU") : 0;
 }
+/* The held guest's RAM holds whatever the firmware and loader left: hash every page. */
+int hal_guest_ram_zeroed(void) { return 0; }
 void hal_guest_release(void) {
 	/* The guest stays paused forever: a migrated source is power-cycled by the operator. */
 }
@@ -211,7 +218,7 @@ int hal_inject_frame(const char *dev, size_t devlen, const uint8_t *f, size_t n)
 	(void)dev; (void)devlen; (void)f; (void)n;
 	return -1;
 }
-static const char *const dev_kind[2] = {"pit", "pic"};
+static const char *const dev_kind[2] = {"pic", "pit"}; /* the simulator's order */
 int hal_device(unsigned i, const char **kind, const char **name, uint64_t *mmio) {
 	if (i >= 2) return -1;
 	*kind = *name = dev_kind[i];
@@ -219,30 +226,11 @@ int hal_device(unsigned i, const char **kind, const char **name, uint64_t *mmio)
 	return 0;
 }
 void hal_shadow(struct bm_mp_writer *w) {
-	/* The raw log of intercepted writes, per device kind: [port, value] pairs in order. */
-	bm_mpw_map(w, 2);
-	for (int d = 0; d < 2; d++) {
-		u32 count = 0;
-		for (u32 i = 0; i < shadow_n; i++) {
-			u16 p = shadow_log[i].port;
-			int is_pit = p >= 0x40 && p <= 0x43;
-			if (is_pit == (d == 0)) count++;
-		}
-		bm_mpw_str(w, dev_kind[d]);
-		bm_mpw_map(w, 2);
-		bm_mpw_str(w, "writes");
-		bm_mpw_array(w, count);
-		for (u32 i = 0; i < shadow_n; i++) {
-			u16 p = shadow_log[i].port;
-			int is_pit = p >= 0x40 && p <= 0x43;
-			if (is_pit != (d == 0)) continue;
-			bm_mpw_array(w, 2);
-			bm_mpw_uint(w, p);
-			bm_mpw_uint(w, shadow_log[i].value);
-		}
-		bm_mpw_str(w, "dropped");
-		bm_mpw_uint(w, shadow_dropped);
-	}
+	bm_mpw_object(w, 2);
+	bm_mpw_str(w, "pic");
+	bm_pic_shadow_write(w, &pic_shadow);
+	bm_mpw_str(w, "pit");
+	bm_pit_shadow_write(w, &pit_shadow);
 }
 
 /* ---------- the agent thread ---------- */
@@ -266,7 +254,11 @@ static void agent_thread(void *arg) {
 }
 
 static void baremig_init(void) {
-	static const u32 ports[] = {0x20, 0x21, 0xa0, 0xa1, 0x40, 0x41, 0x42, 0x43, 0x4d0, 0x4d1};
+	/* Trapping starts at BitVisor's start, before the guest's firmware touches the
+	 * chips: the shadows start from their reset state (core/shadow.h). */
+	bm_pic_shadow_init(&pic_shadow);
+	bm_pit_shadow_init(&pit_shadow);
+	static const u32 ports[] = {0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1, 0x40, 0x41, 0x42, 0x43, 0x61};
 	for (unsigned i = 0; i < sizeof ports / sizeof ports[0]; i++) set_iofunc(ports[i], trap);
 	net_register("baremig", &baremig_netfunc, 0);
 }

@@ -21,4 +21,10 @@ void baremig_core_vcpu_get(struct bm_vcpu *v);
 void baremig_core_vcpu_set(const struct bm_vcpu *v);
 /* Guest RAM size as the memory map (E820) gave it to the guest. */
 u64 baremig_core_ram_bytes(void);
+
+/* The other direction: provided by the binding, called by the core patch for
+ * every interrupt acknowledge it performs for the guest (poll words of the
+ * master and, after a cascade acknowledge, of the slave), so that the 8259
+ * shadow follows the in-service register and rotation. */
+void baremig_observe_inta(u8 master, int has_slave, u8 slave);
 #endif

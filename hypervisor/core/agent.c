@@ -11,6 +11,7 @@
 #include "bm_lib.h"
 #include "msgpack.h"
 #include "sha256.h"
+#include "xxh64.h"
 
 #define PAGE BM_PAGE
 #define GROUP_PAGES 256u
@@ -146,14 +147,17 @@ static void free_guest_tables(void) {
 	ram_bytes = npages = 0;
 }
 
+/* Sizes the bitmaps and digest caches for `bytes` of guest RAM. Every page
+ * starts stale (its hash unknown); init_page_hashes() then takes the zero-page
+ * hash for all of them when the HAL's fresh RAM is known to be zero. */
 static int alloc_guest_tables(uint64_t bytes) {
 	free_guest_tables();
 	npages = bytes / PAGE;
 	uint64_t groups = bytes >> 20;
 	bm_bytes = (size_t)((npages + 7) / 8);
 	gb_bytes = (size_t)((groups + 7) / 8);
-	ph_bytes = (size_t)(npages * 16);
-	gh_bytes = (size_t)(groups * 32);
+	ph_bytes = (size_t)(npages * 8);
+	gh_bytes = (size_t)(groups * 8);
 	trk = hal_alloc(bm_bytes); dirty = hal_alloc(bm_bytes); pending = hal_alloc(bm_bytes); stale = hal_alloc(bm_bytes);
 	stale_group = hal_alloc(gb_bytes); page_hash = hal_alloc(ph_bytes); group_hash = hal_alloc(gh_bytes);
 	if (!trk || !dirty || !pending || !stale || !stale_group || !page_hash || !group_hash) {
@@ -164,6 +168,17 @@ static int alloc_guest_tables(uint64_t bytes) {
 	bm_memset(stale_group, 0xff, gb_bytes);
 	ram_bytes = bytes;
 	return 0;
+}
+
+/* After the HAL allocated the guest's RAM: fresh RAM that the HAL guarantees
+ * to be zero (apart from writes its tracking reports) has known page hashes,
+ * as in the simulator's GuestMemory; the groups are hashed on the first digest. */
+static void init_page_hashes(void) {
+	if (!hal_guest_ram_zeroed()) return;
+	uint8_t zh[8];
+	bm_put64(zh, BM_XXH64_ZERO_PAGE);
+	for (uint64_t p = 0; p < npages; p++) bm_memcpy(page_hash + p * 8, zh, 8);
+	bm_memset(stale, 0, bm_bytes);
 }
 
 static void close_slot(void) {
@@ -466,7 +481,20 @@ static void auth_mac(const char *label, const uint8_t *challenge, const uint8_t 
 	bm_hmac_end(&k, &c, out);
 }
 
-/* ---------- digest ---------- */
+/* ---------- digest ----------
+ * XXH64 (seed 0) of each 4 KiB page → XXH64 of each 1 MiB group's 256 page
+ * hashes (8 bytes each, little-endian) → SHA-256 of the group hashes (8 bytes
+ * each, in order): src/sim/guestMemory.ts digest(), native/simAccel.c. Page
+ * and group hashes are cached; a write marks them stale. */
+static void set_page_hash(uint64_t p, uint64_t h) {
+	uint8_t *e = page_hash + p * 8;
+	if (bm_get64(e) != h) {
+		bm_put64(e, h);
+		bit_set(stale_group, p / GROUP_PAGES);
+	}
+	stale[p >> 3] &= (uint8_t)~(1u << (p & 7));
+}
+
 static uint64_t digest(uint8_t root[32]) {
 	uint64_t rehashed = 0, groups = ram_bytes >> 20;
 	collect();
@@ -476,14 +504,12 @@ static uint64_t digest(uint8_t root[32]) {
 		for (uint64_t p = g * GROUP_PAGES; p < (g + 1) * GROUP_PAGES; p++) {
 			if (!bit_get(stale, p)) continue;
 			stale[p >> 3] &= (uint8_t)~(1u << (p & 7));
-			uint8_t h[32];
-			bm_sha256(hal_guest_map(p * PAGE, PAGE), PAGE, h);
-			bm_memcpy(page_hash + p * 16, h, 16);
+			bm_put64(page_hash + p * 8, bm_xxh64(hal_guest_map(p * PAGE, PAGE), PAGE, 0));
 			rehashed++;
 		}
-		bm_sha256(page_hash + g * GROUP_PAGES * 16, GROUP_PAGES * 16, group_hash + g * 32);
+		bm_put64(group_hash + g * 8, bm_xxh64(page_hash + g * GROUP_PAGES * 8, GROUP_PAGES * 8, 0));
 	}
-	bm_sha256(group_hash, (size_t)(groups * 32), root);
+	bm_sha256(group_hash, (size_t)(groups * 8), root);
 	return rehashed;
 }
 
@@ -830,6 +856,7 @@ static int handle(struct req *q, struct err *e) {
 			return -1;
 		}
 		(void)s;
+		init_page_hashes();
 		hal_track_enable(1);
 		logging = 0;
 		ok_hdr(w, q->id, 0);
@@ -869,6 +896,7 @@ static int handle(struct req *q, struct err *e) {
 			bm_str_add(&e->m, herr);
 			return -1;
 		}
+		init_page_hashes();
 		hal_track_enable(1);
 		gs = G_INCOMING;
 		logging = 0;
@@ -1074,7 +1102,10 @@ static int handle(struct req *q, struct err *e) {
 		return run_program(q, e, &prog, nops, nreads);
 	}
 	if (IS("shadow")) {
-		ok_hdr(w, q->id, 1);
+		/* byte for byte the simulator agent's reply: {t, id, shadow} as msgpackr writes objects */
+		bm_mpw_object(w, 3);
+		bm_mpw_str(w, "t"); bm_mpw_str(w, "ok");
+		bm_mpw_str(w, "id"); bm_mpw_uint(w, q->id);
 		bm_mpw_str(w, "shadow");
 		hal_shadow(w);
 		return 0;
@@ -1308,16 +1339,15 @@ static int store_page(struct pin *p, uint32_t idx, const uint8_t *src) {
 		return -1;
 	}
 	uint8_t *dst = hal_guest_map((uint64_t)idx * PAGE, PAGE);
+	stats.pages_received++;
 	if (!src) {
-		if (bm_is_zero(dst, PAGE)) goto done;
+		if (bm_is_zero(dst, PAGE)) return 0; /* already zero: its hash is unchanged (as GuestMemory.storePage) */
 		bm_memset(dst, 0, PAGE);
 	} else {
 		bm_memcpy(dst, src, PAGE);
 	}
-done:
 	bit_set(stale, idx);
 	bit_set(stale_group, idx / GROUP_PAGES);
-	stats.pages_received++;
 	return 0;
 }
 
@@ -1557,6 +1587,8 @@ static void job_step(void) {
 		bm_put32(h + 4, (uint32_t)p);
 		bm_sess_write(&link, s, h, 8);
 		if (!zero) bm_sess_write(&link, s, src, PAGE);
+		/* hash the page as sent (as the simulator's packPages does): the digest at pause then costs only later writes */
+		set_page_hash(p, zero ? BM_XXH64_ZERO_PAGE : bm_xxh64(src, PAGE, 0));
 		uint64_t nb = zero ? 8 : 8 + PAGE;
 		job.wire += nb;
 		job.bw_sent += nb;
@@ -1634,14 +1666,29 @@ void bm_agent_poll(void) {
 	bm_link_poll(&link);
 }
 
+/* When the running page stream can go on without waiting for the link: 0 = now,
+ * UINT64_MAX = when frames arrive (ACKs free the send ring, the destination's ACK). */
+static uint64_t job_next_ns(uint64_t t) {
+	struct pout *po = job.po;
+	if (!po || !po->s || po->failed || (gs != G_RUNNING && gs != G_PAUSED)) return t; /* job_step reports it */
+	if (!po->open) return job.connect_deadline;
+	if (job.end_written) return po->acked >= 0 ? t : UINT64_MAX;
+	if (bm_sess_tx_free(po->s) < 8 + PAGE + 8) return UINT64_MAX;
+	return job.bw ? t + 200000 : t;
+}
+
 uint64_t bm_agent_next_ns(void) {
 	uint64_t t = hal_now_ns();
-	if (job.active) return t + (job.bw ? 200000 : 0);
 	for (int i = 0; i < BM_MAX_CONTROL; i++)
-		if (ctls[i].used && (ctls[i].have_msg || ctls[i].out_off < ctls[i].out_len || ctls[i].close_after)) return t;
+		if (ctls[i].used && ((ctls[i].have_msg && !(job.active && job.ctl == i)) || ctls[i].out_off < ctls[i].out_len || ctls[i].close_after)) return t;
 	for (int i = 0; i < MAX_PIN; i++)
 		if (pins[i].s && (pins[i].ackq_len || pins[i].dead)) return t;
-	return bm_link_next_ns(&link);
+	uint64_t l = bm_link_next_ns(&link);
+	if (job.active) {
+		uint64_t j = job_next_ns(t);
+		if (j < l) l = j;
+	}
+	return l;
 }
 
 void bm_agent_get_stats(struct bm_agent_stats *out) {

@@ -7,8 +7,14 @@
 #define HALF_OPEN_NS 2000000000ULL
 #define KEEPALIVE_NS 1000000000ULL
 #define ACK_EVERY 8
+#define ACK_DELAY_NS 200000ULL /* a pure ACK waits this long for more data to acknowledge (or ACK_EVERY frames) */
+#define REO_WND_NS 500000ULL /* reordering window of the loss detection: a direct link does not reorder */
+#define TLP_MIN_NS 2000000ULL /* tail loss probe after max(2 SRTT, 2 ms) without progress */
+#define TLP_MAX 4                /* probes per episode (then the RTO) */
 
 static uint64_t now(struct bm_link *l) { return l->ops.now_ns(l->ops.ctx); }
+/* Time from `since` to `t`; 0 if `since` is later (stamped during the poll that took t). */
+static uint64_t age(uint64_t t, uint64_t since) { return since >= t ? 0 : t - since; }
 
 int bm_link_init(struct bm_link *l, const struct bm_link_ops *ops, const uint8_t mac[6], uint32_t mtu, const uint8_t *key, size_t keylen) {
 	if (mtu < 1500 || mtu > BM_MAX_MTU || keylen < 16 || keylen > 64) return -1;
@@ -26,7 +32,13 @@ int bm_link_init(struct bm_link *l, const struct bm_link_ops *ops, const uint8_t
 	bm_hmac_key_init(&l->k0, k0, 32);
 	l->idle_timeout_ns = 15000000000ULL;
 	l->dead_ns = 5000000000ULL;
-	l->min_rto_ns = 30000000ULL; /* above the time a full window queues behind a 1 Gb/s shaper (2.3 MB: 18 ms) */
+	/* The retransmission timer runs from the last acknowledgement that made progress
+	 * (RFC 6298: restarted by every new cumulative ACK), so queueing delay alone never
+	 * fires it: only a gap this long in the ACKs does. Losses are found by RACK and the
+	 * tail loss probe long before; the RTO is the last resort (a dead or stalled peer),
+	 * and a peer that is merely not scheduled for a few tens of ms (a busy host) must
+	 * not cost a window of duplicates: hence 200 ms, as TCP's minimum. */
+	l->min_rto_ns = 200000000ULL;
 	return 0;
 }
 
@@ -59,14 +71,17 @@ static void sess_reset(struct bm_sess *s) {
 	s->tx_head = s->tx_cut = s->tx_freed = 0;
 	s->snd_una = s->snd_nxt = 0;
 	s->peer_edge = W;
-	s->hi_sacked = 0;
-	s->hi_sacked_valid = 0;
-	s->rto_ns = 20000000ULL;
+	s->rto_ns = 200000000ULL;
 	s->srtt_ns = 0;
+	s->min_rtt_ns = UINT64_MAX;
+	s->rack_xmit_ns = s->rack_rtt_ns = 0;
+	s->rack_valid = s->tlp_count = 0;
+	s->last_rto_ns = s->last_tlp_ns = 0;
 	s->rttvar_ns = 0;
 	s->syn_rto_ns = 10000000ULL;
 	s->rcv_nxt = s->rcv_dlv = s->dlv_off = 0;
 	s->ack_pending = s->rx_since_ack = 0;
+	s->ack_due_ns = 0;
 	s->fin_sent = 0;
 	s->user = 0;
 	for (int i = 0; i < W; i++) {
@@ -246,13 +261,33 @@ static int pn_fresh(struct bm_sess *s, uint32_t pn) {
 	return 1;
 }
 
+/* A frame reached the peer (first SACK or cumulative ACK of it): RTT sample and RACK state.
+ * A retransmitted frame's ACK may be for its first transmission, so it feeds neither. */
+/* Was frame q (sent at `sent`) sent before the RACK reference? Send time, then sequence. */
+static int rack_before(const struct bm_sess *s, uint64_t sent, uint32_t q) {
+	return s->rack_valid && (sent < s->rack_xmit_ns || (sent == s->rack_xmit_ns && SEQ_LT(q, s->rack_seq)));
+}
+
+static void delivered(struct bm_sess *s, struct bm_inflight *f, uint32_t q, uint64_t t) {
+	s->tlp_count = 0;
+	if (f->retx) return;
+	uint64_t rtt = age(t, f->sent_ns);
+	if (rtt < s->min_rtt_ns) s->min_rtt_ns = rtt;
+	if (!s->rack_valid || !rack_before(s, f->sent_ns, q)) {
+		s->rack_xmit_ns = f->sent_ns;
+		s->rack_seq = q;
+		s->rack_rtt_ns = rtt;
+		s->rack_valid = 1;
+	}
+}
+
 static void on_ack_fields(struct bm_link *l, struct bm_sess *s, uint32_t ack, uint64_t sack, uint32_t edge) {
 	uint64_t t = now(l);
 	if (SEQ_LT(s->snd_una, ack) && SEQ_LE(ack, s->snd_nxt)) {
 		while (s->snd_una != ack) {
 			struct bm_inflight *f = &s->inflight[s->snd_una % W];
 			if (!f->retx && !f->sacked) {
-				uint64_t rtt = t - f->sent_ns;
+				uint64_t rtt = age(t, f->sent_ns);
 				if (!s->srtt_ns) {
 					s->srtt_ns = rtt;
 					s->rttvar_ns = rtt / 2;
@@ -262,6 +297,7 @@ static void on_ack_fields(struct bm_link *l, struct bm_sess *s, uint32_t ack, ui
 					s->srtt_ns = (7 * s->srtt_ns + rtt) / 8;
 				}
 			}
+			if (!f->sacked) delivered(s, f, s->snd_una, t);
 			s->tx_freed = f->off + f->len;
 			f->sacked = 0;
 			s->snd_una++;
@@ -273,15 +309,18 @@ static void on_ack_fields(struct bm_link *l, struct bm_sess *s, uint32_t ack, ui
 	for (uint32_t i = 0; i < 64; i++) {
 		if (!(sack & (1ULL << i))) continue;
 		uint32_t q = ack + 1 + i;
-		if (SEQ_LE(s->snd_una, q) && SEQ_LT(q, s->snd_nxt)) {
+		if (SEQ_LE(s->snd_una, q) && SEQ_LT(q, s->snd_nxt) && !s->inflight[q % W].sacked) {
 			s->inflight[q % W].sacked = 1;
-			if (!s->hi_sacked_valid || SEQ_LT(s->hi_sacked, q)) {
-				s->hi_sacked = q;
-				s->hi_sacked_valid = 1;
-			}
+			delivered(s, &s->inflight[q % W], q, t);
 		}
 	}
 	if (SEQ_LT(s->peer_edge, edge) && SEQ_LE(edge, ack + W)) s->peer_edge = edge;
+}
+
+/* An ACK is owed: it goes out with the next frame, after ACK_EVERY frames, or ACK_DELAY_NS from now. */
+static void ack_later(struct bm_link *l, struct bm_sess *s) {
+	if (!s->ack_pending) s->ack_due_ns = now(l) + ACK_DELAY_NS;
+	s->ack_pending = 1;
 }
 
 static void deliver(struct bm_link *l, struct bm_sess *s) {
@@ -296,7 +335,7 @@ static void deliver(struct bm_link *l, struct bm_sess *s) {
 		sl->used = 0;
 		s->dlv_off = 0;
 		s->rcv_dlv++;
-		s->ack_pending = 1; /* the window edge moved */
+		ack_later(l, s); /* the window edge moved */
 	}
 }
 
@@ -342,6 +381,7 @@ void bm_link_input(struct bm_link *l, const uint8_t *f, size_t len) {
 			l->ops.random(l->ops.ctx, s->nonce_r, 32);
 			s->state = BM_S_OPEN;
 			s->half_open = 1;
+			s->peer_edge = edge >= 1 && edge <= W ? edge : 1; /* the initiator's receive window (its W may be smaller) */
 			s->opened_ns = s->last_rx_ns = s->last_progress_ns = t;
 			if (l->ops.accept(l->ops.ctx, s) != 0) {
 				l->st.refused++;
@@ -364,6 +404,7 @@ void bm_link_input(struct bm_link *l, const uint8_t *f, size_t len) {
 		bm_memcpy(s->nonce_r, p, 32);
 		derive(l, s);
 		s->state = BM_S_OPEN;
+		s->peer_edge = edge >= 1 && edge <= W ? edge : 1;
 		s->last_rx_ns = s->last_progress_ns = t;
 		send_ack(l, s);
 		if (l->ops.opened) l->ops.opened(l->ops.ctx, s);
@@ -400,7 +441,7 @@ void bm_link_input(struct bm_link *l, const uint8_t *f, size_t len) {
 		sl->used = 1;
 		int in_order = seq == s->rcv_nxt;
 		while (SEQ_LT(s->rcv_nxt, s->rcv_dlv + W) && s->slots[s->rcv_nxt % W].used) s->rcv_nxt++;
-		s->ack_pending = 1;
+		ack_later(l, s);
 		if (!in_order) send_ack(l, s); /* a hole: tell the sender now (SACK) */
 		else if (++s->rx_since_ack >= ACK_EVERY) send_ack(l, s);
 		deliver(l, s);
@@ -409,40 +450,75 @@ void bm_link_input(struct bm_link *l, const uint8_t *f, size_t len) {
 
 static void sess_poll(struct bm_link *l, struct bm_sess *s, uint64_t t) {
 	if (s->state == BM_S_SYN_SENT) {
-		if (t - s->last_tx_ns >= s->syn_rto_ns) {
+		if (age(t, s->last_tx_ns) >= s->syn_rto_ns) {
 			send_syn(l, s);
 			s->syn_rto_ns = s->syn_rto_ns * 2 > 200000000ULL ? 200000000ULL : s->syn_rto_ns * 2;
 		}
 		return;
 	}
-	if (s->half_open && t - s->opened_ns > HALF_OPEN_NS) {
+	if (s->half_open && age(t, s->opened_ns) > HALF_OPEN_NS) {
 		sess_reset(s); /* a SYN never followed by an authenticated frame: forget it quietly */
 		return;
 	}
-	if (t - s->last_rx_ns > l->idle_timeout_ns) {
+	if (age(t, s->last_rx_ns) > l->idle_timeout_ns) {
 		sess_free(l, s, "peer silent");
 		return;
 	}
-	if (s->snd_una != s->snd_nxt && t - s->last_progress_ns > l->dead_ns) {
+	if (s->snd_una != s->snd_nxt && age(t, s->last_progress_ns) > l->dead_ns) {
 		sess_free(l, s, "peer stopped acknowledging");
 		return;
 	}
 	deliver(l, s);
 	if (s->state != BM_S_OPEN) return;
-	/* retransmissions: RTO for anything, early for holes below a SACKed frame */
-	uint64_t fast = s->srtt_ns + s->srtt_ns / 4 + 200000ULL;
-	int backed_off = 0;
-	for (uint32_t q = s->snd_una; q != s->snd_nxt; q++) {
-		struct bm_inflight *f = &s->inflight[q % W];
-		if (f->sacked) continue;
-		uint64_t age = t - f->sent_ns;
-		int hole = s->hi_sacked_valid && SEQ_LT(q, s->hi_sacked) && age > fast;
-		if (age > s->rto_ns || hole) {
-			if (age > s->rto_ns && !hole && !backed_off) {
-				/* back off once per timeout event, not once per frame of the window */
-				s->rto_ns = s->rto_ns * 2 > 1000000000ULL ? 1000000000ULL : s->rto_ns * 2;
-				backed_off = 1;
-			}
+	/* Retransmissions.
+	 * - RACK: a frame is lost when a frame sent after it was delivered and its own
+	 *   delivery is overdue by the reordering window (a hole the SACK shows). A
+	 *   retransmitted frame is lost again when it is still unacknowledged a round
+	 *   trip and a margin after it was sent (doubling with each retransmission): a
+	 *   full window may leave the peer nothing to acknowledge.
+	 * - Tail loss probe: nothing new can be sent (none buffered, or the window is
+	 *   full) and no progress for max(2 SRTT, 2 ms),
+	 *   doubling per probe: resend the oldest unacknowledged frames (at most 4).
+	 *   (Not the newest, as TCP does: with a window wider than the 64 frames the
+	 *   SACK describes, the frames that hold the cumulative ACK back are the ones
+	 *   to probe; at a true tail they are the same frames.)
+	 * - RTO: no cumulative progress for rto_ns (timer restarted by every ACK that
+	 *   advances, RFC 6298): resend every unacknowledged frame and back off. */
+	if (s->snd_una != s->snd_nxt) {
+		uint64_t since = s->last_progress_ns > s->last_rto_ns ? s->last_progress_ns : s->last_rto_ns;
+		int rto = age(t, since) > s->rto_ns;
+		uint64_t pto = (2 * s->srtt_ns > TLP_MIN_NS ? 2 * s->srtt_ns : TLP_MIN_NS) << s->tlp_count;
+		uint64_t since_tlp = since > s->last_tlp_ns ? since : s->last_tlp_ns;
+		int stuck = s->tx_cut == s->tx_head || (uint32_t)(s->snd_nxt - s->snd_una) >= W || !SEQ_LT(s->snd_nxt, s->peer_edge);
+		int tlp = !rto && s->tlp_count < TLP_MAX && stuck && age(t, since_tlp) > pto;
+		if (rto) {
+			l->st.timeouts++;
+			s->rto_ns = s->rto_ns * 2 > 1000000000ULL ? 1000000000ULL : s->rto_ns * 2;
+			s->last_rto_ns = t;
+		}
+		if (tlp) {
+			s->last_tlp_ns = t;
+			s->tlp_count++;
+		}
+		uint32_t probes = 0;
+		for (uint32_t q = s->snd_una; q != s->snd_nxt && tlp && probes < 4; q++) {
+			struct bm_inflight *f = &s->inflight[q % W];
+			if (f->sacked) continue;
+			if (f->retx < 255) f->retx++;
+			l->st.retransmits++;
+			l->st.probes++;
+			probes++;
+			send_data(l, s, q);
+		}
+		uint64_t rtt = s->rack_rtt_ns > s->srtt_ns ? s->rack_rtt_ns : s->srtt_ns;
+		uint64_t relost = rtt + s->srtt_ns / 4 + REO_WND_NS;
+		for (uint32_t q = s->snd_una; q != s->snd_nxt && !tlp; q++) {
+			struct bm_inflight *f = &s->inflight[q % W];
+			if (f->sacked) continue;
+			int lost = rack_before(s, f->sent_ns, q) && age(t, f->sent_ns) > s->rack_rtt_ns + REO_WND_NS;
+			if (f->retx && age(t, f->sent_ns) > relost << (f->retx > 4 ? 4 : f->retx - 1)) lost = 1;
+			if (!lost && !rto) continue;
+			if (lost) l->st.rack_lost++;
 			if (f->retx < 255) f->retx++;
 			l->st.retransmits++;
 			send_data(l, s, q);
@@ -457,12 +533,15 @@ static void sess_poll(struct bm_link *l, struct bm_sess *s, uint64_t t) {
 		f->len = (uint32_t)n;
 		f->sacked = 0;
 		f->retx = 0;
-		if (s->snd_una == s->snd_nxt) s->last_progress_ns = t;
+		if (s->snd_una == s->snd_nxt) {
+			s->last_progress_ns = t;
+			s->tlp_count = 0;
+		}
 		s->tx_cut += n;
 		send_data(l, s, s->snd_nxt);
 		s->snd_nxt++;
 	}
-	if (s->ack_pending || t - s->last_tx_ns > KEEPALIVE_NS) send_ack(l, s);
+	if ((s->ack_pending && (s->rx_since_ack >= ACK_EVERY || t >= s->ack_due_ns)) || age(t, s->last_tx_ns) > KEEPALIVE_NS) send_ack(l, s);
 }
 
 void bm_link_poll(struct bm_link *l) {
@@ -481,12 +560,31 @@ uint64_t bm_link_next_ns(struct bm_link *l) {
 			if (d < next) next = d;
 			continue;
 		}
-		if (s->ack_pending || s->tx_cut != s->tx_head || s->rcv_dlv != s->rcv_nxt) return t;
+		/* work now: an ACK to send, data the window lets out, data for the consumer */
+		int can_send = s->tx_cut != s->tx_head && (uint32_t)(s->snd_nxt - s->snd_una) < W && SEQ_LT(s->snd_nxt, s->peer_edge);
+		if (can_send || s->rcv_dlv != s->rcv_nxt) return t;
+		if (s->ack_pending && s->ack_due_ns < next) next = s->ack_due_ns;
 		if (s->snd_una != s->snd_nxt) {
-			uint64_t d = s->inflight[s->snd_una % W].sent_ns + s->rto_ns;
-			if (s->hi_sacked_valid) {
-				uint64_t e = s->inflight[s->snd_una % W].sent_ns + s->srtt_ns + s->srtt_ns / 4 + 200000ULL;
-				if (e < d) d = e;
+			uint64_t since = s->last_progress_ns > s->last_rto_ns ? s->last_progress_ns : s->last_rto_ns;
+			uint64_t d = since + s->rto_ns + 1;
+			uint64_t pto = (2 * s->srtt_ns > TLP_MIN_NS ? 2 * s->srtt_ns : TLP_MIN_NS) << s->tlp_count;
+			uint64_t e = (since > s->last_tlp_ns ? since : s->last_tlp_ns) + pto + 1;
+			int stuck = s->tx_cut == s->tx_head || (uint32_t)(s->snd_nxt - s->snd_una) >= W || !SEQ_LT(s->snd_nxt, s->peer_edge);
+			if (s->tlp_count < TLP_MAX && stuck && e < d) d = e;
+			/* a retransmitted frame whose ACK is overdue */
+			uint64_t rtt = s->rack_rtt_ns > s->srtt_ns ? s->rack_rtt_ns : s->srtt_ns;
+			for (uint32_t q = s->snd_una; q != s->snd_nxt; q++) {
+				struct bm_inflight *f = &s->inflight[q % W];
+				if (f->sacked || !f->retx) continue;
+				uint64_t r = f->sent_ns + ((rtt + s->srtt_ns / 4 + REO_WND_NS) << (f->retx > 4 ? 4 : f->retx - 1)) + 1;
+				if (r < d) d = r;
+			}
+			/* the earliest RACK deadline among frames sent before the RACK reference */
+			for (uint32_t q = s->snd_una; s->rack_valid && q != s->snd_nxt; q++) {
+				struct bm_inflight *f = &s->inflight[q % W];
+				if (f->sacked || !rack_before(s, f->sent_ns, q)) continue;
+				uint64_t r = f->sent_ns + s->rack_rtt_ns + REO_WND_NS + 1;
+				if (r < d) d = r;
 			}
 			if (d < next) next = d;
 		}

@@ -38,10 +38,10 @@
 #define BM_MAX_PAYLOAD (BM_MAX_MTU - BM_L2_OVERHEAD)
 #define BM_MAX_FRAME (BM_ETH_HDR + BM_MAX_MTU)
 #ifndef BM_WINDOW
-#define BM_WINDOW 256 /* frames in flight per session (power of two) */
+#define BM_WINDOW 512 /* frames in flight per session (power of two) */
 #endif
 #ifndef BM_TXRING
-#define BM_TXRING (4u << 20) /* bytes buffered per session for sending (power of two) */
+#define BM_TXRING (8u << 20) /* bytes buffered per session for sending (power of two) */
 #endif
 #ifndef BM_MAX_SESSIONS
 #define BM_MAX_SESSIONS 6
@@ -54,6 +54,7 @@ enum { BM_S_FREE = 0, BM_S_SYN_SENT, BM_S_OPEN };
 struct bm_link_stats {
 	uint64_t rx_frames, tx_frames, rx_bytes, tx_bytes;
 	uint64_t bad_mac, replay, unknown_session, malformed, retransmits, dup_data, refused;
+	uint64_t rack_lost, probes, timeouts; /* retransmissions by cause: RACK, tail loss probe, RTO events */
 };
 
 struct bm_inflight {
@@ -80,13 +81,21 @@ struct bm_sess {
 	int rx_pn_any;
 	/* sending */
 	uint64_t tx_head, tx_cut, tx_freed;
-	uint32_t snd_una, snd_nxt, peer_edge, hi_sacked;
-	int hi_sacked_valid;
+	uint32_t snd_una, snd_nxt, peer_edge;
 	struct bm_inflight inflight[BM_WINDOW];
-	uint64_t rto_ns, srtt_ns, rttvar_ns, syn_rto_ns, last_progress_ns;
+	uint64_t rto_ns, srtt_ns, rttvar_ns, min_rtt_ns, syn_rto_ns, last_progress_ns;
+	/* loss detection (RACK, RFC 8985): the latest send time among delivered original
+	 * frames and the RTT it took; an unacknowledged frame sent before it is lost once
+	 * that RTT plus a reordering window has passed since it was sent */
+	uint64_t rack_xmit_ns, rack_rtt_ns;
+	uint32_t rack_seq; /* breaks ties of equal send times (a coarse clock): sequence order */
+	int rack_valid;
+	int tlp_count; /* tail loss probes since anything was newly acknowledged (each waits twice as long) */
+	uint64_t last_rto_ns, last_tlp_ns;
 	/* receiving */
 	uint32_t rcv_nxt, rcv_dlv, dlv_off;
 	int ack_pending, rx_since_ack;
+	uint64_t ack_due_ns;
 	struct bm_rxslot slots[BM_WINDOW];
 	uint64_t last_rx_ns, last_tx_ns, opened_ns;
 	int fin_sent;

@@ -292,6 +292,8 @@ void bm_mpw_map(struct bm_mp_writer *w, uint32_t n) {
 	else hdr(w, 0xdf, n, 4);
 }
 
+void bm_mpw_object(struct bm_mp_writer *w, uint16_t n) { hdr(w, 0xde, n, 2); }
+
 void bm_mpw_array(struct bm_mp_writer *w, uint32_t n) {
 	if (n < 16) hdr(w, (uint8_t)(0x90 | n), 0, 0);
 	else if (n < 65536) hdr(w, 0xdc, n, 2);

@@ -72,6 +72,9 @@ struct bm_mp_writer {
 void bm_mpw_init(struct bm_mp_writer *w, uint8_t *buf, size_t cap);
 void bm_mpw_map(struct bm_mp_writer *w, uint32_t n);
 void bm_mpw_array(struct bm_mp_writer *w, uint32_t n);
+/* A map header as msgpackr writes a JS object (always map16, 0xde): for replies
+ * that must be byte-identical to the simulator agent's (the `shadow` reply). */
+void bm_mpw_object(struct bm_mp_writer *w, uint16_t n);
 void bm_mpw_str(struct bm_mp_writer *w, const char *s);
 void bm_mpw_strn(struct bm_mp_writer *w, const char *s, size_t n);
 void bm_mpw_bin(struct bm_mp_writer *w, const uint8_t *p, size_t n);

@@ -3,6 +3,12 @@
  * migration link an AF_PACKET socket on one interface.
  *
  *   baremig-agent-hosted --if mig0 --name node1 --key-file FILE [--ram-capacity 256M] [--loss 0.05]
+ *                        [--trap-chips pic,pit]
+ *
+ * --trap-chips: trap the guest's accesses to the 8259 pair's and/or the 8254's
+ * ports and keep their shadows (core/shadow.c), reported by `shadow`. The
+ * hosted machine has no model of these chips (the bus answers all-ones), so
+ * they are not listed among its devices.
  *
  * The key file holds the cluster key in hex (as the nodes file). On SIGUSR1
  * and at exit it prints one JSON line of counters to stderr.
@@ -27,12 +33,14 @@ static void print_stats(void) {
 	struct bm_agent_stats s;
 	bm_agent_get_stats(&s);
 	fprintf(stderr,
-	        "{\"rxFrames\":%llu,\"txFrames\":%llu,\"badMac\":%llu,\"replay\":%llu,\"unknownSession\":%llu,\"malformed\":%llu,"
-	        "\"retransmits\":%llu,\"dupData\":%llu,\"refusedSessions\":%llu,\"refused\":%llu,\"pagesReceived\":%llu,\"streamsRejected\":%llu,\"lossDropped\":%llu}\n",
-	        (unsigned long long)s.link.rx_frames, (unsigned long long)s.link.tx_frames, (unsigned long long)s.link.bad_mac, (unsigned long long)s.link.replay,
+	        "{\"rxFrames\":%llu,\"txFrames\":%llu,\"rxBytes\":%llu,\"txBytes\":%llu,\"badMac\":%llu,\"replay\":%llu,\"unknownSession\":%llu,\"malformed\":%llu,"
+	        "\"retransmits\":%llu,\"dupData\":%llu,\"refusedSessions\":%llu,\"refused\":%llu,\"pagesReceived\":%llu,\"streamsRejected\":%llu,\"lossDropped\":%llu,\"sockDrops\":%llu,\"rackLost\":%llu,\"probes\":%llu,\"timeouts\":%llu}\n",
+	        (unsigned long long)s.link.rx_frames, (unsigned long long)s.link.tx_frames, (unsigned long long)s.link.rx_bytes, (unsigned long long)s.link.tx_bytes, (unsigned long long)s.link.bad_mac, (unsigned long long)s.link.replay,
 	        (unsigned long long)s.link.unknown_session, (unsigned long long)s.link.malformed, (unsigned long long)s.link.retransmits,
 	        (unsigned long long)s.link.dup_data, (unsigned long long)s.link.refused, (unsigned long long)s.refused, (unsigned long long)s.pages_received,
-	        (unsigned long long)s.streams_rejected, (unsigned long long)M.net.dropped);
+	        (unsigned long long)s.streams_rejected, (unsigned long long)M.net.dropped,
+	        (unsigned long long)bm_net_sock_drops(&M.net), (unsigned long long)s.link.rack_lost, (unsigned long long)s.link.probes,
+	        (unsigned long long)s.link.timeouts);
 	fflush(stderr);
 }
 
@@ -77,18 +85,30 @@ int main(int argc, char **argv) {
 		else if (!strcmp(a, "--ram-capacity") && v) {
 			if (parse_size(argv[++i], &cap) || cap > (4ULL << 30)) { fprintf(stderr, "--ram-capacity: a size up to 4G\n"); return 2; }
 		} else if (!strcmp(a, "--loss") && v) loss = atof(argv[++i]);
+		else if (!strcmp(a, "--trap-chips") && v) {
+			const char *c = argv[++i];
+			for (const char *p = c; *p;) {
+				size_t n = strcspn(p, ",");
+				if (n == 3 && !strncmp(p, "pic", 3)) M.trap_pic = 1;
+				else if (n == 3 && !strncmp(p, "pit", 3)) M.trap_pit = 1;
+				else { fprintf(stderr, "--trap-chips: a list of pic and pit, got %s\n", c); return 2; }
+				p += n;
+				if (*p == ',') p++;
+			}
+		}
 		else {
-			fprintf(stderr, "usage: %s --if IFACE --name NODE --key-file FILE [--ram-capacity SIZE] [--loss FRACTION]\n", argv[0]);
+			fprintf(stderr, "usage: %s --if IFACE --name NODE --key-file FILE [--ram-capacity SIZE] [--loss FRACTION] [--trap-chips pic,pit]\n", argv[0]);
 			return 2;
 		}
 	}
 	if (!ifname || !name || !keyfile) {
-		fprintf(stderr, "usage: %s --if IFACE --name NODE --key-file FILE [--ram-capacity SIZE] [--loss FRACTION]\n", argv[0]);
+		fprintf(stderr, "usage: %s --if IFACE --name NODE --key-file FILE [--ram-capacity SIZE] [--loss FRACTION] [--trap-chips pic,pit]\n", argv[0]);
 		return 2;
 	}
 	uint8_t key[64];
 	size_t keylen;
 	if (read_key_file(keyfile, key, &keylen)) { fprintf(stderr, "%s: not a hex cluster key of 16..64 bytes\n", keyfile); return 2; }
+	machine_reset_shadows();
 	char err[256];
 	if (bm_net_open(&M.net, ifname, err, sizeof err)) { fprintf(stderr, "baremig-agent-hosted: %s\n", err); return 1; }
 	M.net.loss = loss;

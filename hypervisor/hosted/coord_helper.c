@@ -58,9 +58,10 @@ static void out_record(uint8_t kind, const void *p, size_t n) {
 
 static void print_counters(void) {
 	char j[512];
-	int n = snprintf(j, sizeof j, "{\"rxFrames\":%llu,\"txFrames\":%llu,\"badMac\":%llu,\"replay\":%llu,\"unknownSession\":%llu,\"retransmits\":%llu,\"lossDropped\":%llu}",
+	int n = snprintf(j, sizeof j, "{\"rxFrames\":%llu,\"txFrames\":%llu,\"badMac\":%llu,\"replay\":%llu,\"unknownSession\":%llu,\"retransmits\":%llu,\"rackLost\":%llu,\"probes\":%llu,\"timeouts\":%llu,\"lossDropped\":%llu}",
 	                 (unsigned long long)L.st.rx_frames, (unsigned long long)L.st.tx_frames, (unsigned long long)L.st.bad_mac, (unsigned long long)L.st.replay,
-	                 (unsigned long long)L.st.unknown_session, (unsigned long long)L.st.retransmits, (unsigned long long)net.dropped);
+	                 (unsigned long long)L.st.unknown_session, (unsigned long long)L.st.retransmits, (unsigned long long)L.st.rack_lost, (unsigned long long)L.st.probes,
+	                 (unsigned long long)L.st.timeouts, (unsigned long long)net.dropped);
 	out_record(3, j, (size_t)n);
 }
 

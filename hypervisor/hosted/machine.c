@@ -330,6 +330,7 @@ int hal_guest_boot(uint64_t ram_bytes, const uint8_t *spec, size_t len, char *er
 	if (parse_spec(spec, len, mods, &nmods, err, errlen)) return -1;
 	if (ram_alloc(ram_bytes)) { snprintf(err, errlen, "cannot allocate %llu bytes of guest RAM", (unsigned long long)ram_bytes); return -1; }
 	vcpu_reset(&M.vcpu);
+	machine_reset_shadows();
 	M.vcpu.rflags |= 1u << 9;
 	M.tsc_offset = -(int64_t)bm_mono_ns();
 	kernel_text();
@@ -387,9 +388,13 @@ int hal_guest_boot(uint64_t ram_bytes, const uint8_t *spec, size_t len, char *er
 int hal_guest_alloc(uint64_t ram_bytes, char *err, size_t errlen) {
 	if (ram_alloc(ram_bytes)) { snprintf(err, errlen, "cannot allocate %llu bytes of guest RAM", (unsigned long long)ram_bytes); return -1; }
 	vcpu_reset(&M.vcpu);
+	machine_reset_shadows();
 	M.state = MS_INCOMING;
 	return 0;
 }
+
+/* Anonymous mappings are zero; boot writes go through gw()/random_fill(), which track. */
+int hal_guest_ram_zeroed(void) { return 1; }
 
 void hal_guest_release(void) {
 	ram_free();
@@ -427,10 +432,63 @@ void hal_vcpu_set(const struct bm_vcpu *v, uint64_t wall) {
 }
 
 /* The bus: no devices on this simulated node. */
-uint32_t hal_port_in(uint16_t port, int size) { (void)port; return size == 1 ? 0xff : size == 2 ? 0xffff : 0xffffffffu; }
-void hal_port_out(uint16_t port, int size, uint32_t value) { (void)port; (void)size; (void)value; }
+static uint32_t bus_in(uint16_t port, int size) { (void)port; return size == 1 ? 0xff : size == 2 ? 0xffff : 0xffffffffu; }
+static void bus_out(uint16_t port, int size, uint32_t value) { (void)port; (void)size; (void)value; }
+/* The agent's own accesses (IoPrograms): straight to the bus, not through the guest's traps. */
+uint32_t hal_port_in(uint16_t port, int size) { return bus_in(port, size); }
+void hal_port_out(uint16_t port, int size, uint32_t value) { bus_out(port, size, value); }
+
+/* ---------- port traps and shadows (core/shadow.c) ----------
+ * The hypervisor traps the 8259 pair's ports (0x20-0x21, 0xa0-0xa1, ELCR 0x4d0-0x4d1)
+ * and the 8254's (0x40-0x43, 0x61), as src/sim/devices.ts registers them, when the
+ * node is configured to (--trap-chips). The hosted node models neither chip: the
+ * traps and shadows are the hypervisor's part, which is what the agent reports. */
+static int in_ranges(uint16_t port, const uint16_t (*r)[2], int n) {
+	for (int i = 0; i < n; i++)
+		if (port >= r[i][0] && port <= r[i][1]) return 1;
+	return 0;
+}
+static const uint16_t pic_ports[][2] = BM_PIC_TRAP_PORTS;
+static const uint16_t pit_ports[][2] = BM_PIT_TRAP_PORTS;
+
+void machine_port_trap(int out, uint16_t port, int size, uint32_t value) {
+	/* a trap is registered per port: the access is trapped when its first port is */
+	if (M.trap_pic && in_ranges(port, pic_ports, 3)) bm_pic_shadow_access(&M.pic_shadow, out, port, size, value);
+	if (M.trap_pit && in_ranges(port, pit_ports, 2)) bm_pit_shadow_access(&M.pit_shadow, out, port, size, value);
+}
+
+uint32_t machine_guest_in(uint16_t port, int size) {
+	uint32_t v = bus_in(port, size);
+	machine_port_trap(0, port, size, v);
+	return v;
+}
+
+void machine_guest_out(uint16_t port, int size, uint32_t value) {
+	bus_out(port, size, value);
+	machine_port_trap(1, port, size, value);
+}
+
+void machine_inta(uint8_t master, int has_slave, uint8_t slave) {
+	if (M.trap_pic) bm_pic_shadow_inta(&M.pic_shadow, master, has_slave, slave);
+}
+
+void machine_reset_shadows(void) {
+	bm_pic_shadow_init(&M.pic_shadow);
+	bm_pit_shadow_init(&M.pit_shadow);
+}
 uint32_t hal_mmio_read(uint64_t addr, int size) { (void)addr; return size == 1 ? 0xff : size == 2 ? 0xffff : 0xffffffffu; }
 void hal_mmio_write(uint64_t addr, int size, uint32_t value) { (void)addr; (void)size; (void)value; }
 int hal_inject_frame(const char *dev, size_t devlen, const uint8_t *f, size_t n) { (void)dev; (void)devlen; (void)f; (void)n; return -1; }
 int hal_device(unsigned i, const char **kind, const char **name, uint64_t *mmio) { (void)i; (void)kind; (void)name; (void)mmio; return -1; }
-void hal_shadow(struct bm_mp_writer *w) { bm_mpw_map(w, 0); }
+/* Kind → shadow, in the simulator's device order (pic before pit), as its shadowLog(). */
+void hal_shadow(struct bm_mp_writer *w) {
+	bm_mpw_object(w, (uint16_t)(M.trap_pic + M.trap_pit));
+	if (M.trap_pic) {
+		bm_mpw_str(w, "pic");
+		bm_pic_shadow_write(w, &M.pic_shadow);
+	}
+	if (M.trap_pit) {
+		bm_mpw_str(w, "pit");
+		bm_pit_shadow_write(w, &M.pit_shadow);
+	}
+}

@@ -110,3 +110,10 @@ long bm_net_recv(struct bm_net *n, uint8_t *buf, size_t cap) {
 		return (long)r;
 	}
 }
+
+uint64_t bm_net_sock_drops(struct bm_net *n) {
+	struct tpacket_stats st;
+	socklen_t l = sizeof st;
+	if (getsockopt(n->fd, SOL_PACKET, PACKET_STATISTICS, &st, &l) == 0) n->sock_drops += st.tp_drops; /* reading resets the kernel's counters */
+	return n->sock_drops;
+}

@@ -117,6 +117,10 @@ int main(void) {
 	CHECK(got[1] == 8u << 20 && bad_bytes == 0);
 	CHECK(A.st.retransmits == 0);
 	CHECK(closed_cnt == 1); /* B saw the FIN */
+	/* the sender sends data frames only (no keepalive ACK per poll), the receiver about one ACK per ACK_EVERY frames */
+	uint64_t data_frames = ((8u << 20) + A.mss - 1) / A.mss;
+	CHECK(A.st.tx_frames <= data_frames + 4);
+	CHECK(B.st.tx_frames <= data_frames / 4);
 
 	/* 5 % loss, reordering and duplicates, both directions */
 	loss = 0.05; dup = 0.02; reorder = 0.05;
@@ -124,8 +128,11 @@ int main(void) {
 	CHECK(got[1] == 4u << 20 && got[0] == 4u << 20 && bad_bytes == 0);
 	CHECK(A.st.retransmits > 0);
 	CHECK(B.st.replay > 0); /* network duplicates reuse a packet number: dropped as replays */
+	/* losses (lost retransmissions included) are repaired by RACK and probes, not by the RTO */
+	CHECK(A.st.timeouts == 0 && B.st.timeouts == 0);
+	CHECK(B.st.dup_data < A.st.retransmits / 4 + 5); /* few spurious retransmissions */
 	loss = dup = reorder = 0;
-	printf("lossy transfer: A retransmits %llu, B duplicates %llu\n", (unsigned long long)A.st.retransmits, (unsigned long long)B.st.dup_data);
+	printf("lossy transfer: A retransmits %llu (RACK %llu, probes %llu, timeouts %llu), B duplicates %llu\n", (unsigned long long)A.st.retransmits, (unsigned long long)A.st.rack_lost, (unsigned long long)A.st.probes, (unsigned long long)A.st.timeouts, (unsigned long long)B.st.dup_data);
 
 	/* attacks on an open session: nothing is acted on, everything is counted */
 	got[1] = fed[0] = fed[1] = 0;

@@ -41,6 +41,23 @@ describe('nodes file', () => {
     expect(e.message.split('\n')).toHaveLength(1);
   });
 
+  it('accepts l2 addresses of native agents; their data host is the link MAC', () => {
+    const l2 = `${good}  node5:\n    agent: l2://mig0/02:62:6D:00:00:05?netns=mig-coord\n  node6:\n    agent: l2://mig0/02:62:6d:00:00:06\n    dataHost: 02:62:6d:00:00:66\n`;
+    const inv = parseInventory(l2, 'nodes.yaml');
+    expect(findNode(inv, 'node5').agent).toBe('l2://mig0/02:62:6D:00:00:05?netns=mig-coord');
+    expect(findNode(inv, 'node5').dataHost).toBe('02:62:6d:00:00:05');
+    expect(findNode(inv, 'node6').dataHost).toBe('02:62:6d:00:00:66');
+  });
+
+  it('names the line of a bad l2 address and says what is wrong', () => {
+    const bad = (agent: string, extra = '') => err(`${good}  node5:\n    agent: ${agent}\n${extra}`);
+    expect(bad('l2://mig0/02:62:6d:00:05').message).toMatch(/^nodes\.yaml:12: nodes\.node5\.agent: 'l2:\/\/mig0\/02:62:6d:00:05' is not an l2 address like l2:\/\/mig0\/02:62:6d:00:00:01\?netns=coord/);
+    expect(bad('l2://mig0/02:62:6d:00:00:05?netns=a b').message).toMatch(/^nodes\.yaml:12: nodes\.node5\.agent: l2 address .* unknown or bad parameter netns/);
+    expect(bad('l2://mig0/02:62:6d:00:00:05?vlan=3').message).toMatch(/^nodes\.yaml:12: .*bad parameter vlan/);
+    expect(bad('l2://mig0/02:62:6d:00:00:05', '    dataHost: 10.1.0.5\n').message).toMatch(/^nodes\.yaml:13: nodes\.node5\.dataHost '10\.1\.0\.5' must be a link MAC/);
+    for (const a of ['l2://mig0/02:62:6d:00:05', 'l2://mig0/02:62:6d:00:00:05?vlan=3']) expect(bad(a).message.split('\n')).toHaveLength(1);
+  });
+
   it('names the line of a bad size and a bad key', () => {
     expect(err(good.replace('ram: 4G', 'ram: lots')).message).toMatch(/^nodes\.yaml:6: .*ram 'lots' is not a size/);
     expect(err(good.replace(KEY, 'xyz')).message).toMatch(/^nodes\.yaml:2: cluster\.key must be hex/);

@@ -3,6 +3,7 @@ import { LineCounter, parseDocument, isMap, isScalar, type Node as YamlNode } fr
 import { z } from 'zod';
 import { BaremigError } from '../errors.js';
 import { parseKey } from '../protocol/auth.js';
+import { isL2Url, parseL2Url } from '../protocol/l2/transport.js';
 import { parseSize } from './size.js';
 
 /**
@@ -15,6 +16,9 @@ import { parseSize } from './size.js';
  *     node17:
  *       agent: ws://10.0.0.17:7700
  *       dataHost: 10.1.0.17          # migration-link address for page streams (default: agent host)
+ *     node18:                         # a native agent on the raw migration link (hypervisor/)
+ *       agent: l2://mig0/02:62:6d:00:00:12?netns=mig-coord   # coordinator interface / agent link MAC
+ *                                      # dataHost: the link MAC (the default for l2 agents)
  *       ram: 4G                      # RAM a guest may use on this node
  *       devices: [pit, pic, rtl8169]
  *       pool: rack1
@@ -36,8 +40,23 @@ export interface Inventory {
 
 const nodeName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
+const WS_AGENT = /^wss?:\/\/[^\s/]+(:\d+)?\/?$/;
+const LINK_MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
 const nodeSchema = z.strictObject({
-  agent: z.string().regex(/^wss?:\/\/[^\s/]+(:\d+)?\/?$/, 'must be a ws:// or wss:// URL such as ws://10.0.0.17:7700'),
+  agent: z.string().superRefine((v, ctx) => {
+    if (WS_AGENT.test(v)) return;
+    if (isL2Url(v)) {
+      try {
+        parseL2Url(v);
+        return;
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+        return;
+      }
+    }
+    ctx.addIssue({ code: 'custom', message: 'must be a ws:// or wss:// URL such as ws://10.0.0.17:7700, or an l2 address such as l2://mig0/02:62:6d:00:00:01?netns=mig-coord' });
+  }),
   dataHost: z.string().min(1).max(255).optional(),
   key: z.string().optional(),
   ram: z.union([z.string(), z.number()]).optional(),
@@ -132,8 +151,17 @@ export function parseInventory(text: string, file = 'nodes file'): Inventory {
       if (r === null || r <= 0) throw new BaremigError('INVENTORY', `${at(['nodes', name, 'ram'])}: nodes.${name}.ram '${n.ram}' is not a size like 4G or 512M`);
       ram = r;
     }
-    const url = new URL(n.agent);
-    nodes.set(name, { name, agent: n.agent.replace(/\/$/, ''), dataHost: n.dataHost ?? url.hostname, key, ram, devices: n.devices ?? [], ...(n.pool ? { pool: n.pool } : {}) });
+    let dataHost: string;
+    if (isL2Url(n.agent)) {
+      // a native agent streams pages over the raw link: its data address is its link MAC
+      if (n.dataHost !== undefined && !LINK_MAC.test(n.dataHost)) {
+        throw new BaremigError('INVENTORY', `${at(['nodes', name, 'dataHost'])}: nodes.${name}.dataHost '${n.dataHost}' must be a link MAC like 02:62:6d:00:00:01: node ${name} has an l2 agent`);
+      }
+      dataHost = (n.dataHost ?? parseL2Url(n.agent).peer).toLowerCase();
+    } else {
+      dataHost = n.dataHost ?? new URL(n.agent).hostname;
+    }
+    nodes.set(name, { name, agent: isL2Url(n.agent) ? n.agent : n.agent.replace(/\/$/, ''), dataHost, key, ram, devices: n.devices ?? [], ...(n.pool ? { pool: n.pool } : {}) });
   }
   if (nodes.size === 0) throw new BaremigError('INVENTORY', `${file}: lists no nodes`);
   return { file, nodes };

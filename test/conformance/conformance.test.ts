@@ -11,9 +11,12 @@ import { BaremigError } from '../../src/errors.js';
 import type { AgentClient } from '../../src/protocol/client.js';
 import { GuestMemory } from '../../src/sim/guestMemory.js';
 import { workloadSpec } from '../helpers.js';
-import { MiB, RawSession, type Target, nativeTarget, nativeUnavailable, tsTarget } from './targets.js';
+import { MiB, RawSession, type Target, nativeTarget, nativeUnavailable, tsTarget, xxh64Tree } from './targets.js';
+import { lcgBytes } from './vectors.js';
 
 const outcomes = new Map<string, Map<string, string>>();
+/** Per agent: the digest reply for the same RAM content (memWrites on an incoming guest). */
+const digests = new Map<string, { hex: string; rehashedPages: number; independent: string }>();
 const nativeWhy = nativeUnavailable();
 if (nativeWhy) console.log(`conformance: native agent skipped: ${nativeWhy}`);
 
@@ -195,6 +198,9 @@ for (const v of variants) {
         [5 * MiB + 123, Buffer.from('baremig digest tree')],
         [16 * MiB - 100, Buffer.alloc(100, 0xee)],
         [3 * MiB, Buffer.from(Array.from({ length: 65536 }, (_, i) => (i * 31) & 0xff))],
+        [8 * MiB, lcgBytes(7, MiB)],
+        [8 * MiB + 12288, Buffer.alloc(8192)], // zeros over written data
+        [12 * MiB, Buffer.alloc(4096)], // zeros onto zeros
       ];
       for (const [a, d] of writes) {
         await c2.request('memWrite', { addr: a, data: d });
@@ -207,7 +213,11 @@ for (const v of variants) {
       expect(Buffer.from(back.data).equals(writes[3]![1])).toBe(true);
       const d = await c2.request('digest', {});
       expect(d.hex).toBe(await T.referenceDigest(ref));
+      const independent = await xxh64Tree(ref.bytes);
+      expect(d.hex).toBe(independent);
+      digests.set(v.name, { hex: d.hex, rehashedPages: d.rehashedPages, independent });
       note('digest equals the reference tree', 'ok', 'ok');
+      note('a second digest rehashes nothing', String((await c2.request('digest', {})).rehashedPages), '0');
       const prog = await c2.request('runProgram', {
         program: [
           { op: 'in', port: 0x60, size: 1 },
@@ -317,6 +327,16 @@ for (const v of variants) {
 }
 
 describe.skipIf(nativeWhy !== null)('conformance: both agents', () => {
+  it('report the same memory digest for the same RAM content', () => {
+    const ts = digests.get('ts')!;
+    const nat = digests.get('native')!;
+    expect(nat.hex).toBe(ts.hex);
+    expect(nat.independent).toBe(ts.independent);
+    // fresh RAM starts with known zero-page hashes on both: only written pages are hashed
+    expect(nat.rehashedPages).toBe(ts.rehashedPages);
+    expect(ts.rehashedPages).toBeLessThan(400);
+  });
+
   it('gave identical outcomes in every scenario', () => {
     const ts = outcomes.get('ts')!;
     const nat = outcomes.get('native')!;

@@ -68,6 +68,6 @@ describe.skipIf(why !== null)('migrate between native hosted agents over raw fra
     const st = await net!.stats('node1');
     expect(st.retransmits).toBeGreaterThan(0);
     expect(st.lossDropped).toBeGreaterThan(0);
-    console.log(`native migrate, 5 % loss: ${s.rounds} rounds, ${s.totalMs.toFixed(0)} ms total, downtime ${s.downtimeMs.toFixed(1)} ms, source agent retransmitted ${st.retransmits} frames, dropped ${st.lossDropped}`);
+    console.log(`native migrate, 5 % loss: ${s.rounds} rounds, ${s.totalMs.toFixed(0)} ms total, downtime ${s.downtimeMs.toFixed(1)} ms, source agent retransmitted ${st.retransmits} frames (RACK ${st.rackLost}, probes ${st.probes}, timeouts ${st.timeouts}), dropped ${st.lossDropped}`);
   });
 });

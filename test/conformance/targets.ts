@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import xxhashWasm from 'xxhash-wasm';
 import { authMac, newNonce } from '../../src/protocol/auth.js';
 import { AgentClient, type AgentTransport } from '../../src/protocol/client.js';
 import { decode, encode } from '../../src/protocol/codec.js';
@@ -30,20 +31,22 @@ export interface Target {
 }
 
 /**
- * The digest tree as DESIGN.md and the native agent define it: SHA-256 of
- * each 4 KiB page truncated to 16 bytes, SHA-256 of each 1 MiB group of page
- * hashes, SHA-256 of the group hashes. Computed here from scratch.
+ * The memory digest computed from scratch with an independent XXH64
+ * (xxhash-wasm), no caches: XXH64 of each 4 KiB page → XXH64 of each 1 MiB
+ * group's 256 page hashes (8 bytes each, little-endian) → SHA-256 of the
+ * group hashes (8 bytes each, in order), hex. Both agents must report this.
  */
-export function sha256Tree(bytes: Uint8Array): string {
+export async function xxh64Tree(bytes: Uint8Array): Promise<string> {
+  const { h64Raw } = await xxhashWasm();
   const groups = bytes.length >> 20;
-  const gh = Buffer.alloc(groups * 32);
-  const ph = Buffer.alloc(256 * 16);
+  const gh = Buffer.alloc(groups * 8);
+  const ph = Buffer.alloc(256 * 8);
   for (let g = 0; g < groups; g++) {
     for (let p = 0; p < 256; p++) {
       const off = (g * 256 + p) * 4096;
-      createHash('sha256').update(bytes.subarray(off, off + 4096)).digest().copy(ph, p * 16, 0, 16);
+      ph.writeBigUInt64LE(h64Raw(bytes.subarray(off, off + 4096), 0n), p * 8);
     }
-    createHash('sha256').update(ph).digest().copy(gh, g * 32);
+    gh.writeBigUInt64LE(h64Raw(ph, 0n), g * 8);
   }
   return createHash('sha256').update(gh).digest('hex');
 }
@@ -53,8 +56,11 @@ export class RawSession {
   private queue: Array<Record<string, unknown>> = [];
   private waiters: Array<(m: Record<string, unknown> | null) => void> = [];
   closed = false;
+  /** The bytes of the last message received (for byte-exact comparisons across agents). */
+  lastRaw: Uint8Array = new Uint8Array(0);
   constructor(readonly t: AgentTransport) {
     t.onMessage((d) => {
+      this.lastRaw = d;
       const m = decode(d);
       const w = this.waiters.shift();
       if (w) w(m);
@@ -143,19 +149,19 @@ export interface NativeNet {
   logs: Map<string, string>;
   mac(node: string): string;
   url(node: string, loss?: number): string;
-  startAgent(node: string, opts?: { loss?: number; ram?: string }): Promise<void>;
+  startAgent(node: string, opts?: { loss?: number; ram?: string; trapChips?: string }): Promise<void>;
   stats(node: string): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
 let seq = 0;
 /** The migration network in namespaces, with hosted agents on node1..nodeN. */
-export async function nativeNet(nodes = 2, opts: { rate?: string } = {}): Promise<NativeNet> {
+export async function nativeNet(nodes = 2, opts: { rate?: string; loss?: number } = {}): Promise<NativeNet> {
   const prefix = `bm${process.pid % 10000}${seq++}`.slice(0, 8);
   const up = join(HYPERVISOR, 'netns/up.sh');
   const down = join(HYPERVISOR, 'netns/down.sh');
   execFileSync(down, [prefix], { stdio: 'ignore' });
-  execFileSync(up, [prefix, '--nodes', String(nodes), ...(opts.rate ? ['--rate', opts.rate] : [])], { stdio: 'ignore' });
+  execFileSync(up, [prefix, '--nodes', String(nodes), ...(opts.rate ? ['--rate', opts.rate] : []), ...(opts.loss ? ['--loss', String(opts.loss)] : [])], { stdio: 'ignore' });
   const dir = mkdtempSync(join(tmpdir(), 'baremig-native-'));
   const key = randomBytes(32);
   const keyFile = join(dir, 'cluster.key');
@@ -174,6 +180,7 @@ export async function nativeNet(nodes = 2, opts: { rate?: string } = {}): Promis
     async startAgent(node, o = {}) {
       const args = ['netns', 'exec', `${prefix}-n${idx(node)}`, AGENT_BIN, '--if', 'mig0', '--name', node, '--key-file', keyFile, '--ram-capacity', o.ram ?? '64M'];
       if (o.loss) args.push('--loss', String(o.loss));
+      if (o.trapChips) args.push('--trap-chips', o.trapChips);
       const child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
       logs.set(node, '');
       child.stderr!.on('data', (d: Buffer) => logs.set(node, (logs.get(node)! + d.toString()).slice(-20000)));
@@ -224,7 +231,8 @@ export async function nativeTarget(): Promise<Target> {
     key: net.key,
     url: (n) => net.url(n),
     dataHost: (n) => net.mac(n),
-    referenceDigest: async (mem) => sha256Tree(mem.bytes),
+    // the same definition as the simulator's agent (digest parity, issue 5)
+    referenceDigest: async (mem) => (await mem.digest()).hex,
     async connect(n, key = net.key, timeoutMs = 5000) {
       const c = await AgentClient.connect(net.url(n), { node: n, key, connectTimeoutMs: timeoutMs });
       clients.push(c);

@@ -65,6 +65,10 @@ export interface L2Counters {
   replay: number;
   unknownSession: number;
   retransmits: number;
+  /** Retransmissions by cause: loss detection (RACK), tail loss probes, and RTO events. */
+  rackLost: number;
+  probes: number;
+  timeouts: number;
   lossDropped: number;
 }
 
