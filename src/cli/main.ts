@@ -7,6 +7,7 @@ import { clusterDown, clusterUp } from '../sim/localCluster.js';
 import { defaultClusterDir } from './clusterDir.js';
 import { inventoryFrom } from './connect.js';
 import { benchCommand } from './commands/bench.js';
+import { experimentCommand } from '../experiments/command.js';
 import { demoResult, runDemo } from './commands/demo.js';
 import { migrationOptions, runMigration } from './commands/migrate.js';
 import { nodeStatuses, nodesText } from './commands/nodes.js';
@@ -158,6 +159,7 @@ addMigrationFlags(
 registerDrainCommands(program, { action, addMigrationFlags, nodesFile: globalNodesFile });
 
 program.addCommand(benchCommand(action as never));
+program.addCommand(experimentCommand(action as never));
 
 await program.parseAsync(process.argv).catch((e: unknown) => {
   process.exitCode = reportError(e, process.argv.includes('--json'));

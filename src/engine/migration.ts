@@ -127,9 +127,14 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     /** Reports the round in flight every 250 ms, so a long first pass does not look stuck. */
     const withStreamProgress = async <T>(running: Promise<T>, round: number, pagesToSend: number): Promise<T> => {
       let done = false;
+      let wake: (() => void) | null = null;
       const poll = (async () => {
         while (!done) {
-          await new Promise((r) => setTimeout(r, 250));
+          // The wait ends early when the round does: the poll must never delay the next step.
+          await new Promise<void>((r) => {
+            wake = r;
+            setTimeout(r, 250);
+          });
           if (done) break;
           const st = await src.request('streamStatus', {}, 5000).catch(() => null);
           if (!st?.active || done) continue;
@@ -149,6 +154,7 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
         return await running;
       } finally {
         done = true;
+        (wake as (() => void) | null)?.();
         await poll;
       }
     };
@@ -170,10 +176,12 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
       zeroPages += r.zeroPages;
       streamBytes += r.wireBytes;
       streamMs += r.ms;
-      const sync = await src.request('dirtyLogSync', {});
       // Warm the digest caches on both sides while the guest still runs, so
-      // that verifying at pause costs only the last round's pages.
+      // that verifying at pause costs only the last round's pages — before
+      // the sync, so that the pages the guest dirties meanwhile are counted
+      // in the estimate rather than surprising the final copy.
       await Promise.all([src.request('digest', {}, 600_000), dst.request('digest', {}, 600_000)]);
+      const sync = await src.request('dirtyLogSync', {});
       const bandwidthBps = (streamBytes / Math.max(streamMs, 1)) * 1000;
       const dirtyRateBps = ((sync.dirtyPages * PAGE) / Math.max(sync.intervalMs, 1)) * 1000;
       remainingPages = sync.dirtyPages;
