@@ -234,8 +234,19 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
 
     await enter('final-copy');
     let t = performance.now();
-    await src.request('dirtyLogSync', {});
-    const fin = await stream('dirty');
+    // The last dirty pages and the device capture go in parallel: both only
+    // read the paused source. Whatever a capture probe writes to guest RAM
+    // (a NIC's DMA, bytes put back) is in the dirty log and re-sent below.
+    const [copied, capturedNow] = await Promise.allSettled([
+      (async () => {
+        await src.request('dirtyLogSync', {});
+        return stream('dirty');
+      })(),
+      captureDevices(src, devicePlan).then((c) => (captured = c)),
+    ]);
+    if (copied.status === 'rejected') throw copied.reason;
+    if (capturedNow.status === 'rejected') throw capturedNow.reason;
+    const fin = copied.value;
     rounds++;
     bytesSent += fin.wireBytes;
     pagesSent += fin.pages;
@@ -245,10 +256,6 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
 
     await enter('devices');
     t = performance.now();
-    captured = await captureDevices(src, devicePlan);
-    // Capture may have let a device write guest RAM (a NIC's DMA, probe
-    // frames written back): the dirty log has those pages; send them before
-    // the destination's devices start from that RAM.
     if (devicePlan.length) {
       const late = await src.request('dirtyLogSync', {});
       if (late.dirtyPages > 0) {
