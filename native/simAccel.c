@@ -242,6 +242,93 @@ static napi_value pack_pages(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * unpackFrames(chunk, offset, ram, pageHash, stalePage, staleGroup, stats: Float64Array(4))
+ * The page stream's receiving loop: applies the whole RAW and ZERO frames of
+ * `chunk` from `offset` to guest RAM, hashing each page as it is stored (the
+ * digest then needs only the group hashes). Stops at the first frame that is
+ * incomplete, not a page frame (END: the caller handles it), or names a page
+ * outside RAM. stats ← [nextOffset, pagesApplied, status (0 ok, 2 page out of
+ * range), bad page index].
+ */
+static napi_value unpack_frames(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 7) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames takes 7 arguments");
+    return NULL;
+  }
+  uint8_t *chunk, *ram, *page_hash, *stale_page, *stale_group;
+  size_t chunk_len, ram_len, ph_len, sp_len, sg_len;
+  if (!get_bytes(env, argv[0], &chunk, &chunk_len) || !get_bytes(env, argv[2], &ram, &ram_len) || !get_bytes(env, argv[3], &page_hash, &ph_len) ||
+      !get_bytes(env, argv[4], &stale_page, &sp_len) || !get_bytes(env, argv[5], &stale_group, &sg_len)) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: bad argument types");
+    return NULL;
+  }
+  bool is_typed = false;
+  napi_typedarray_type st;
+  size_t st_len, st_off;
+  void *st_data;
+  napi_value st_ab;
+  CHECK(napi_is_typedarray(env, argv[6], &is_typed));
+  if (!is_typed) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: stats must be a Float64Array(4)");
+    return NULL;
+  }
+  CHECK(napi_get_typedarray_info(env, argv[6], &st, &st_len, &st_data, &st_ab, &st_off));
+  if (st != napi_float64_array || st_len < 4) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: stats must be a Float64Array(4)");
+    return NULL;
+  }
+  int64_t off_in;
+  CHECK(napi_get_value_int64(env, argv[1], &off_in));
+  const size_t pages = ram_len / 4096;
+  if (off_in < 0 || (size_t)off_in > chunk_len || ph_len != pages * 8 || sp_len != pages || sg_len != pages / 256) {
+    napi_throw_range_error(env, "BAREMIG_NATIVE", "unpackFrames: arguments do not match the RAM");
+    return NULL;
+  }
+  static const uint8_t zero_page[4096];
+  static uint64_t zero_hash = 0;
+  static int zero_hash_set = 0;
+  if (!zero_hash_set) {
+    zero_hash = xxh64(zero_page, 4096, 0);
+    zero_hash_set = 1;
+  }
+  size_t off = (size_t)off_in;
+  double n = 0, status = 0, bad = 0;
+  while (off + 8 <= chunk_len) {
+    const uint8_t type = chunk[off];
+    const uint32_t idx = (uint32_t)chunk[off + 4] | ((uint32_t)chunk[off + 5] << 8) | ((uint32_t)chunk[off + 6] << 16) | ((uint32_t)chunk[off + 7] << 24);
+    uint64_t hash;
+    if (type == 1) { /* FrameType.Raw */
+      if (off + 8 + 4096 > chunk_len) break;
+      if (idx >= pages) { status = 2; bad = idx; break; }
+      memcpy(ram + (size_t)idx * 4096, chunk + off + 8, 4096);
+      hash = xxh64(ram + (size_t)idx * 4096, 4096, 0);
+      off += 8 + 4096;
+    } else if (type == 2) { /* FrameType.Zero */
+      if (idx >= pages) { status = 2; bad = idx; break; }
+      uint8_t *pg = ram + (size_t)idx * 4096;
+      if (!is_zero_page(pg)) memset(pg, 0, 4096);
+      hash = zero_hash;
+      off += 8;
+    } else {
+      break; /* END, or something the caller must judge */
+    }
+    memcpy(page_hash + (size_t)idx * 8, &hash, 8);
+    stale_page[idx] = 0;
+    stale_group[idx / 256] = 1;
+    n++;
+  }
+  double *stats = st_data;
+  stats[0] = (double)off;
+  stats[1] = n;
+  stats[2] = status;
+  stats[3] = bad;
+  return NULL;
+}
+
 /* zeroPageHash() → bigint: XXH64 of an all-zero page (fresh RAM's page hash). */
 static napi_value zero_page_hash(napi_env env, napi_callback_info info) {
   (void)info;
@@ -330,6 +417,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"adviseHugepages", NULL, advise_hugepages, NULL, NULL, NULL, napi_default, NULL},
       {"packPages", NULL, pack_pages, NULL, NULL, NULL, napi_default, NULL},
       {"populate", NULL, populate, NULL, NULL, NULL, napi_default, NULL},
+      {"unpackFrames", NULL, unpack_frames, NULL, NULL, NULL, napi_default, NULL},
       {"zeroPageHash", NULL, zero_page_hash, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;

@@ -6,6 +6,8 @@ import type { TokenBucket } from './tokenBucket.js';
 
 const PAGES_PER_BATCH = 256;
 const BATCH_BYTES = PAGES_PER_BATCH * (FRAME_HEADER + PAGE_SIZE);
+/** Bytes queued in the socket beyond which the sender waits for 'drain' (the pool holds this much). */
+const MAX_QUEUED_BYTES = 4 * BATCH_BYTES;
 
 export interface RoundStats {
   pages: number;
@@ -101,7 +103,11 @@ export class PageSender {
   private async write(buf: Buffer, owner?: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
     const done = owner ? () => this.pool.length < 8 && this.pool.push(owner) : undefined;
-    if (!this.socket.write(buf, done)) {
+    this.socket.write(buf, done);
+    // Backpressure with a few batches of slack: waiting for 'drain' after
+    // every batch left the socket idle while the next one was packed (the
+    // stream ran at a third of loopback speed); this keeps the kernel fed.
+    if (this.socket.writableLength > MAX_QUEUED_BYTES) {
       await new Promise<void>((resolve, reject) => {
         this.drainWaiter = { resolve, reject };
       });

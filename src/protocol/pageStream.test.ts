@@ -77,3 +77,57 @@ describe('page stream decoder', () => {
     expect(c.got).toHaveLength(1);
   });
 });
+
+describe('page stream decoder with the native run path', () => {
+  it('stores the same RAM and the same digest whatever the chunking, as the one-frame path does', async () => {
+    const { GuestMemory } = await import('../sim/guestMemory.js');
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.boolean(), fc.nat(255), fc.nat(255)), { minLength: 1, maxLength: 24 }),
+        fc.array(fc.integer({ min: 1, max: 9000 }), { minLength: 1, maxLength: 20 }),
+        async (pages, cuts) => {
+          const parts = [opening(TOKEN)];
+          for (const [zero, idx, fill] of pages) parts.push(zero ? frame(FrameType.Zero, idx) : frame(FrameType.Raw, idx, Buffer.alloc(4096, fill + 1)));
+          parts.push(frame(FrameType.End, pages.length));
+          const stream = Buffer.concat(parts);
+          const fast = new GuestMemory(1 << 20);
+          const slow = new GuestMemory(1 << 20);
+          fast.fill(0, 1 << 20, 0x5a); // non-zero RAM: zero frames must clear it
+          slow.fill(0, 1 << 20, 0x5a);
+          let ends = 0;
+          const sink = (m: InstanceType<typeof GuestMemory>, run: boolean) => ({
+            page: (i: number, src: Buffer | null, off: number) => (i < m.pages ? (m.storePage(i, src, off), true) : false),
+            end: () => void ends++,
+            fail: (r: string) => {
+              throw new Error(r);
+            },
+            ...(run ? { applyRun: (c: Buffer, off: number, st: Float64Array) => m.applyFrames(c, off, st) } : {}),
+          });
+          const a = new PageStreamDecoder(TOKEN, sink(fast, true));
+          const b = new PageStreamDecoder(TOKEN, sink(slow, false));
+          let off = 0;
+          let i = 0;
+          while (off < stream.length) {
+            const n = cuts[i++ % cuts.length]!;
+            a.push(stream.subarray(off, off + n));
+            b.push(stream.subarray(off, off + n));
+            off += n;
+          }
+          expect(ends).toBe(2);
+          expect(fast.bytes.equals(slow.bytes)).toBe(true);
+          expect((await fast.digest()).hex).toBe((await slow.digest()).hex);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('refuses a page outside RAM on the native path too', async () => {
+    const { GuestMemory } = await import('../sim/guestMemory.js');
+    const m = new GuestMemory(1 << 20);
+    const fails: number[] = [];
+    const dec = new PageStreamDecoder(TOKEN, { page: () => true, end: () => {}, fail: (_r, nak) => fails.push(nak), applyRun: (c, off, st) => m.applyFrames(c, off, st) });
+    dec.push(Buffer.concat([opening(TOKEN), frame(FrameType.Raw, 256, Buffer.alloc(4096, 1))]));
+    expect(fails).toEqual([NAK_BAD_PAGE]);
+  });
+});

@@ -42,6 +42,13 @@ export interface PageSink {
   end(count: number): void;
   /** The stream is unusable (bad opening, bad frame, out-of-range page). */
   fail(reason: string, nak: number): void;
+  /**
+   * Optional fast path: apply the whole page frames of `chunk` from `offset`
+   * in one call. stats ← [next offset, pages applied, status (0 ok, 2 page
+   * out of range), bad page index]. It stops at anything else (END, a
+   * partial frame), which the decoder then handles one frame at a time.
+   */
+  applyRun?(chunk: Buffer, offset: number, stats: Float64Array): void;
 }
 
 /**
@@ -59,6 +66,7 @@ export class PageStreamDecoder {
   private pageFill = 0;
   private sinceEnd = 0;
   private dead = false;
+  private readonly runStats = new Float64Array(4);
 
   constructor(
     private readonly token: Uint8Array,
@@ -92,6 +100,15 @@ export class PageStreamDecoder {
           if (!this.sink.page(idx, this.scratch, 0)) return this.die(`page ${idx} outside guest RAM`, NAK_BAD_PAGE);
         }
         continue;
+      }
+      // Fastest path: the sink applies a run of whole page frames in one call.
+      if (this.headerFill === 0 && this.sink.applyRun && len - off >= FRAME_HEADER) {
+        const st = this.runStats;
+        this.sink.applyRun(chunk, off, st);
+        this.sinceEnd += st[1]!;
+        off = st[0]!;
+        if (st[2] === 2) return this.die(`page ${st[3]} outside guest RAM`, NAK_BAD_PAGE);
+        if (len - off < FRAME_HEADER) continue;
       }
       // Fast path: a whole header (and page) inside this chunk.
       let type: number;

@@ -171,6 +171,15 @@ export class GuestMemory {
     simAccel().packPages(this.bytes, bitmap, fromPage, this.pages, out, outOffset, this.pageHash, this.stalePage, stats);
   }
 
+  /**
+   * The page stream's receiving loop (native): applies the whole page frames
+   * of `chunk` from `offset`, hashing each page as stored. stats ← [next
+   * offset, pages applied, status (0 ok, 2 page out of range), bad index].
+   */
+  applyFrames(chunk: Buffer, offset: number, stats: Float64Array): void {
+    simAccel().unpackFrames(chunk, offset, this.bytes, this.pageHash, this.stalePage, this.staleGroup, stats);
+  }
+
   isZeroPage(page: number): boolean {
     const off = page * PAGE_SIZE;
     return this.bytes.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0;

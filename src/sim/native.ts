@@ -13,6 +13,7 @@ export interface SimAccel {
   packPages(ram: Uint8Array, bitmap: Uint8Array | null, fromPage: number, endPage: number, out: Uint8Array, outOffset: number, pageHash: Uint8Array, stalePage: Uint8Array, stats: Float64Array): void;
   zeroPageHash(): bigint;
   populate(buf: Uint8Array): boolean;
+  unpackFrames(chunk: Uint8Array, offset: number, ram: Uint8Array, pageHash: Uint8Array, stalePage: Uint8Array, staleGroup: Uint8Array, stats: Float64Array): void;
 }
 
 let cached: SimAccel | null = null;

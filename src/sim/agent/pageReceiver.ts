@@ -57,6 +57,17 @@ export class PageReceiver {
         this.pagesReceived++;
         return true;
       },
+      applyRun: (chunk, off, stats) => {
+        if (this.slot !== slot) {
+          stats[0] = off;
+          stats[1] = 0;
+          stats[2] = 2;
+          stats[3] = -1;
+          return;
+        }
+        mem.applyFrames(chunk, off, stats);
+        this.pagesReceived += stats[1]!;
+      },
       end: (count) => {
         s.write(ackFrame(FrameType.Ack, count));
       },
