@@ -4,73 +4,27 @@
  * pages behind guest RAM (as QEMU does with MADV_HUGEPAGE), so that a fresh
  * destination does not take one page fault per 4 KiB page.
  *
- * The digest hash is XXH64 (seed 0) as specified by its author (the xxHash
- * specification, "XXH64 algorithm description"); the native C agent in
- * hypervisor/ computes the same, so digests compare across both agents.
+ * The digest hash is XXH64 (seed 0), from the native agent's core
+ * (hypervisor/core/xxh64.c), so that both agents hash with one implementation
+ * and their digests compare.
  */
 #define _DEFAULT_SOURCE
 #include <node_api.h>
+#include "../hypervisor/core/xxh64.h"
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define P1 0x9E3779B185EBCA87ULL
-#define P2 0xC2B2AE3D27D4EB4FULL
-#define P3 0x165667B19E3779F9ULL
-#define P4 0x85EBCA77C2B2AE63ULL
-#define P5 0x27D4EB2F165667C5ULL
-
-static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-static inline uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; } /* little-endian host */
-static inline uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static inline uint64_t xround(uint64_t acc, uint64_t in) { acc += in * P2; acc = rotl64(acc, 31); return acc * P1; }
-static inline uint64_t xmerge(uint64_t acc, uint64_t v) { acc ^= xround(0, v); return acc * P1 + P4; }
-
-uint64_t xxh64(const uint8_t *p, size_t len, uint64_t seed) {
-  const uint8_t *end = p + len;
-  uint64_t h;
-  if (len >= 32) {
-    uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
-    const uint8_t *limit = end - 32;
-    do {
-      v1 = xround(v1, rd64(p));
-      v2 = xround(v2, rd64(p + 8));
-      v3 = xround(v3, rd64(p + 16));
-      v4 = xround(v4, rd64(p + 24));
-      p += 32;
-    } while (p <= limit);
-    h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-    h = xmerge(h, v1);
-    h = xmerge(h, v2);
-    h = xmerge(h, v3);
-    h = xmerge(h, v4);
-  } else {
-    h = seed + P5;
-  }
-  h += (uint64_t)len;
-  while (p + 8 <= end) {
-    h ^= xround(0, rd64(p));
-    h = rotl64(h, 27) * P1 + P4;
-    p += 8;
-  }
-  if (p + 4 <= end) {
-    h ^= (uint64_t)rd32(p) * P1;
-    h = rotl64(h, 23) * P2 + P3;
-    p += 4;
-  }
-  while (p < end) {
-    h ^= (uint64_t)(*p) * P5;
-    h = rotl64(h, 11) * P1;
-    p++;
-  }
-  h ^= h >> 33;
-  h *= P2;
-  h ^= h >> 29;
-  h *= P3;
-  h ^= h >> 32;
-  return h;
+/* Little-endian 64-bit load (x86 and the other hosts we build on). */
+static inline uint64_t rd64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
 }
+
+/* One XXH64 for both agents: the native agent's freestanding implementation. */
+#define xxh64 bm_xxh64
 
 #define CHECK(call)                                                         \
   do {                                                                      \
@@ -139,6 +93,18 @@ static napi_value refresh_digest(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* A Float64Array of at least `n` elements (the out-parameter of the loops below). */
+static double *get_stats(napi_env env, napi_value v, size_t n) {
+  bool is_typed = false;
+  napi_typedarray_type t;
+  size_t len, off;
+  void *data;
+  napi_value ab;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return NULL;
+  if (napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off) != napi_ok || t != napi_float64_array || len < n) return NULL;
+  return data;
+}
+
 static int is_zero_page(const uint8_t *p) {
   uint64_t acc = 0;
   for (size_t i = 0; i < 4096; i += 64) {
@@ -173,18 +139,8 @@ static napi_value pack_pages(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: bad argument types");
     return NULL;
   }
-  bool is_typed = false;
-  napi_typedarray_type st;
-  size_t st_len, st_off;
-  void *st_data;
-  napi_value st_ab;
-  CHECK(napi_is_typedarray(env, argv[8], &is_typed));
-  if (!is_typed) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: stats must be a Float64Array(4)");
-    return NULL;
-  }
-  CHECK(napi_get_typedarray_info(env, argv[8], &st, &st_len, &st_data, &st_ab, &st_off));
-  if (st != napi_float64_array || st_len < 4) {
+  double *stats = get_stats(env, argv[8], 4);
+  if (!stats) {
     napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: stats must be a Float64Array(4)");
     return NULL;
   }
@@ -234,7 +190,6 @@ static napi_value pack_pages(napi_env env, napi_callback_info info) {
     stale_page[p] = 0;
     n++;
   }
-  double *stats = st_data;
   stats[0] = (double)p;
   stats[1] = (double)o;
   stats[2] = n;
@@ -266,18 +221,8 @@ static napi_value unpack_frames(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: bad argument types");
     return NULL;
   }
-  bool is_typed = false;
-  napi_typedarray_type st;
-  size_t st_len, st_off;
-  void *st_data;
-  napi_value st_ab;
-  CHECK(napi_is_typedarray(env, argv[6], &is_typed));
-  if (!is_typed) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: stats must be a Float64Array(4)");
-    return NULL;
-  }
-  CHECK(napi_get_typedarray_info(env, argv[6], &st, &st_len, &st_data, &st_ab, &st_off));
-  if (st != napi_float64_array || st_len < 4) {
+  double *stats = get_stats(env, argv[6], 4);
+  if (!stats) {
     napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: stats must be a Float64Array(4)");
     return NULL;
   }
@@ -321,7 +266,6 @@ static napi_value unpack_frames(napi_env env, napi_callback_info info) {
     stale_group[idx / 256] = 1;
     n++;
   }
-  double *stats = st_data;
   stats[0] = (double)off;
   stats[1] = n;
   stats[2] = status;
