@@ -1,8 +1,7 @@
 /*
- * Hot paths of the simulated node that a real hypervisor runs natively:
- * hashing guest pages for the memory digest, and asking the kernel for huge
- * pages behind guest RAM (as QEMU does with MADV_HUGEPAGE), so that a fresh
- * destination does not take one page fault per 4 KiB page.
+ * Hot paths of the simulated node that a real hypervisor runs natively: the
+ * page stream's packing and unpacking loops, hashing guest pages for the
+ * memory digest, and backing the node's physical RAM at start.
  *
  * The digest hash is XXH64 (seed 0), from the native agent's core
  * (hypervisor/core/xxh64.c), so that both agents hash with one implementation
@@ -298,29 +297,6 @@ static napi_value xxh64_js(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* adviseHugepages(buffer) → bool: MADV_HUGEPAGE on the page-aligned part of the buffer. */
-static napi_value advise_hugepages(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint8_t *d;
-  size_t len;
-  if (argc != 1 || !get_bytes(env, argv[0], &d, &len)) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "adviseHugepages takes one Uint8Array");
-    return NULL;
-  }
-  long ps = sysconf(_SC_PAGESIZE);
-  uintptr_t a = ((uintptr_t)d + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
-  uintptr_t e = ((uintptr_t)d + len) & ~((uintptr_t)ps - 1);
-  int ok = 0;
-#ifdef MADV_HUGEPAGE
-  if (e > a) ok = madvise((void *)a, e - a, MADV_HUGEPAGE) == 0;
-#endif
-  napi_value out;
-  CHECK(napi_get_boolean(env, ok, &out));
-  return out;
-}
-
 /*
  * populate(buffer) → bool: back the buffer with memory now (MADV_POPULATE_WRITE,
  * Linux 5.14+; else touch one byte per page). A bare-metal node's RAM exists
@@ -358,7 +334,6 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"refreshDigest", NULL, refresh_digest, NULL, NULL, NULL, napi_default, NULL},
       {"xxh64", NULL, xxh64_js, NULL, NULL, NULL, napi_default, NULL},
-      {"adviseHugepages", NULL, advise_hugepages, NULL, NULL, NULL, napi_default, NULL},
       {"packPages", NULL, pack_pages, NULL, NULL, NULL, napi_default, NULL},
       {"populate", NULL, populate, NULL, NULL, NULL, napi_default, NULL},
       {"unpackFrames", NULL, unpack_frames, NULL, NULL, NULL, napi_default, NULL},

@@ -1,7 +1,5 @@
 import { BaremigError, asBaremigError } from '../errors.js';
 import type { AgentClient } from '../protocol/client.js';
-import { encode } from '../protocol/codec.js';
-import type { Responses } from '../protocol/messages.js';
 import { Progress, decide, expectedDowntimeMs } from './convergence.js';
 import { type CapturedDevice, captureDevices, planDevices, restoreDevices, restoreEstimateMs, rollbackDevices } from './devicePhase.js';
 import type { GuestObserver } from './guestObserver.js';
@@ -344,9 +342,4 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     if (deadline) clearTimeout(deadline);
     o.signal?.removeEventListener('abort', onCancel);
   }
-}
-
-/** Size of a vCPU state on the wire (for reports). */
-export function vcpuWireBytes(v: Responses['vcpuGet']): number {
-  return encode(v).length;
 }

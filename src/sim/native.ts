@@ -2,14 +2,13 @@ import { createRequire } from 'node:module';
 
 /**
  * The simulator's native accelerator (native/simAccel.c, built by node-gyp at
- * install): page hashing for the memory digest and huge-page advice for guest
- * RAM. It is required, not optional: every node of a cluster must compute the
+ * install): the page stream's packing and unpacking loops, page hashing for
+ * the memory digest, and backing a node's physical RAM. It is required, not optional: every node of a cluster must compute the
  * same digest, so there is no slower stand-in that could hash differently.
  */
 export interface SimAccel {
   refreshDigest(ram: Uint8Array, stalePage: Uint8Array, staleGroup: Uint8Array, pageHash: Uint8Array, groupHash: Uint8Array, firstGroup: number, endGroup: number): number;
   xxh64(bytes: Uint8Array): bigint;
-  adviseHugepages(buf: Uint8Array): boolean;
   packPages(ram: Uint8Array, bitmap: Uint8Array | null, fromPage: number, endPage: number, out: Uint8Array, outOffset: number, pageHash: Uint8Array, stalePage: Uint8Array, stats: Float64Array): void;
   zeroPageHash(): bigint;
   populate(buf: Uint8Array): boolean;
