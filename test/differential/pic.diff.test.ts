@@ -28,7 +28,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PicPair, type PicChipInternal, type PicInternal } from '../../src/devices/pic/index.js';
 import { PIC_FIELDS, closeQemuOracle, runOnQemu, type QemuPicChipState, type QemuPortOp, type QemuRunResult } from '../../src/devices/qemuOracle/index.js';
-import { Tally, checkTable, diffConfig, hex, inCi, qemuSkipReason, type DeviationRow } from './shared.js';
+import { Tally, checkTable, diffConfig, hex, qemuSkipReason, type DeviationRow, failInCiWithoutQemu } from './shared.js';
 
 // ---------------------------------------------------------------- deviations
 
@@ -437,13 +437,7 @@ const NUM_RUNS = 800;
 
 const skip = qemuSkipReason('PIC differential tests');
 
-if (skip && inCi) {
-  describe('PIC differential tests in CI', () => {
-    it('needs qemu-system-x86_64, which CI installs', () => {
-      expect.fail('qemu-system-x86_64 not found under CI: the CI script must apt-get install qemu-system-x86');
-    });
-  });
-}
+failInCiWithoutQemu('PIC differential tests', skip);
 
 describe.skipIf(!!skip)('8259 pair model vs QEMU i8259 (differential)', () => {
   const cfg = diffConfig(NUM_RUNS);

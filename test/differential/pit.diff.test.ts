@@ -22,7 +22,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Pit, type PitInternal } from '../../src/devices/pit/index.js';
 import { PIT_CHANNEL_FIELDS, closeQemuOracle, runOnQemu, type QemuPortOp, type QemuRunResult } from '../../src/devices/qemuOracle/index.js';
 import { ManualClock } from '../../src/sim/clock.js';
-import { Tally, checkTable, diffConfig, hex, inCi, qemuSkipReason, type DeviationRow } from './shared.js';
+import { Tally, checkTable, diffConfig, hex, qemuSkipReason, type DeviationRow, failInCiWithoutQemu } from './shared.js';
 
 // ---------------------------------------------------------------- deviations
 
@@ -419,13 +419,7 @@ const NUM_RUNS = 800;
 
 const skip = qemuSkipReason('PIT differential tests');
 
-if (skip && inCi) {
-  describe('PIT differential tests in CI', () => {
-    it('needs qemu-system-x86_64, which CI installs', () => {
-      expect.fail('qemu-system-x86_64 not found under CI: the CI script must apt-get install qemu-system-x86');
-    });
-  });
-}
+failInCiWithoutQemu('PIT differential tests', skip);
 
 describe.skipIf(!!skip)('8254 model vs QEMU i8254 (differential)', () => {
   const cfg = diffConfig(NUM_RUNS);

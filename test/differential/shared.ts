@@ -9,6 +9,7 @@
  *  - DIFF_DISABLE=a,b     switch deviation rows off in the random property, to
  *                         see that a row is needed (the test must then fail)
  */
+import { describe, expect, it } from 'vitest';
 import { findQemu } from '../../src/devices/qemuOracle/index.js';
 
 export const qemuPath = findQemu();
@@ -90,4 +91,17 @@ export class Tally {
   toString(): string {
     return [...this.counts.entries()].map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
   }
+}
+
+/**
+ * Under CI a missing QEMU is a failure, not a skip: the CI script installs it,
+ * so a skip there would hide a broken install step.
+ */
+export function failInCiWithoutQemu(suite: string, skip: string | null): void {
+  if (!skip || !inCi) return;
+  describe(`${suite} in CI`, () => {
+    it('needs qemu-system-x86_64, which CI installs', () => {
+      expect.fail('qemu-system-x86_64 not found under CI: the CI script must apt-get install qemu-system-x86');
+    });
+  });
 }
