@@ -1,7 +1,7 @@
 /*
- * Hot paths of the simulated node that a real hypervisor runs natively: the
- * page stream's packing and unpacking loops, hashing guest pages for the
- * memory digest, and backing the node's physical RAM at start.
+ * Hot paths of the simulated node that a real hypervisor runs natively:
+ * hashing guest pages for the memory digest, backing the node's physical RAM
+ * at start, and (pageStreamIo.c) the page stream's sender and receiver.
  *
  * The digest hash is XXH64 (seed 0), from the native agent's core
  * (hypervisor/core/xxh64.c), so that both agents hash with one implementation
@@ -10,17 +10,11 @@
 #define _DEFAULT_SOURCE
 #include <node_api.h>
 #include "../hypervisor/core/xxh64.h"
+#include "pageStreamIo.h"
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-/* Little-endian 64-bit load (x86 and the other hosts we build on). */
-static inline uint64_t rd64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
 
 /* One XXH64 for both agents: the native agent's freestanding implementation. */
 #define xxh64 bm_xxh64
@@ -92,186 +86,6 @@ static napi_value refresh_digest(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* A Float64Array of at least `n` elements (the out-parameter of the loops below). */
-static double *get_stats(napi_env env, napi_value v, size_t n) {
-  bool is_typed = false;
-  napi_typedarray_type t;
-  size_t len, off;
-  void *data;
-  napi_value ab;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return NULL;
-  if (napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off) != napi_ok || t != napi_float64_array || len < n) return NULL;
-  return data;
-}
-
-static int is_zero_page(const uint8_t *p) {
-  uint64_t acc = 0;
-  for (size_t i = 0; i < 4096; i += 64) {
-    acc |= rd64(p + i) | rd64(p + i + 8) | rd64(p + i + 16) | rd64(p + i + 24) | rd64(p + i + 32) | rd64(p + i + 40) | rd64(p + i + 48) | rd64(p + i + 56);
-    if (acc) return 0;
-  }
-  return 1;
-}
-
-/*
- * packPages(ram, bitmap|null, fromPage, endPage, out, outOffset, pageHash, stalePage, stats: Float64Array(4))
- * The page stream's sender loop: from `fromPage`, for every page (or every page marked in `bitmap`) up to
- * `endPage`, append a frame to `out` — 8-byte header {type, 0, 0, index} and, unless the page is all zero,
- * the 4096 bytes — while `out` has room. Each page is hashed as it is sent (its digest entry then matches
- * what the destination receives); a later guest write marks it stale again.
- * stats ← [nextPage, outEnd, pages, zeroPages].
- */
-static napi_value pack_pages(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 9) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages takes 9 arguments");
-    return NULL;
-  }
-  uint8_t *ram, *bitmap = NULL, *out, *page_hash, *stale_page;
-  size_t ram_len, bm_len = 0, out_len, ph_len, sp_len;
-  napi_valuetype t;
-  CHECK(napi_typeof(env, argv[1], &t));
-  if (!get_bytes(env, argv[0], &ram, &ram_len) || (t != napi_null && !get_bytes(env, argv[1], &bitmap, &bm_len)) || !get_bytes(env, argv[4], &out, &out_len) ||
-      !get_bytes(env, argv[6], &page_hash, &ph_len) || !get_bytes(env, argv[7], &stale_page, &sp_len)) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: bad argument types");
-    return NULL;
-  }
-  double *stats = get_stats(env, argv[8], 4);
-  if (!stats) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "packPages: stats must be a Float64Array(4)");
-    return NULL;
-  }
-  int64_t from, end, out_off;
-  CHECK(napi_get_value_int64(env, argv[2], &from));
-  CHECK(napi_get_value_int64(env, argv[3], &end));
-  CHECK(napi_get_value_int64(env, argv[5], &out_off));
-  const size_t pages = ram_len / 4096;
-  if (from < 0 || end < from || (size_t)end > pages || (bitmap && bm_len != pages) || ph_len != pages * 8 || sp_len != pages || out_off < 0 || (size_t)out_off > out_len) {
-    napi_throw_range_error(env, "BAREMIG_NATIVE", "packPages: arguments do not match the RAM");
-    return NULL;
-  }
-  static uint64_t zero_hash = 0;
-  static int zero_hash_set = 0;
-  if (!zero_hash_set) {
-    static const uint8_t z[4096];
-    zero_hash = xxh64(z, 4096, 0);
-    zero_hash_set = 1;
-  }
-  size_t p = (size_t)from, o = (size_t)out_off;
-  double n = 0, zeros = 0;
-  for (; p < (size_t)end; p++) {
-    if (bitmap && !bitmap[p]) continue;
-    const uint8_t *src = ram + p * 4096;
-    const int zero = is_zero_page(src);
-    if (o + 8 + (zero ? 0 : 4096) > out_len) break;
-    uint8_t *h = out + o;
-    h[0] = zero ? 2 : 1; /* FrameType.Zero : FrameType.Raw (src/protocol/pageStream.ts) */
-    h[1] = 0;
-    h[2] = 0;
-    h[3] = 0;
-    h[4] = (uint8_t)p;
-    h[5] = (uint8_t)(p >> 8);
-    h[6] = (uint8_t)(p >> 16);
-    h[7] = (uint8_t)(p >> 24);
-    o += 8;
-    uint64_t hash;
-    if (zero) {
-      hash = zero_hash;
-      zeros++;
-    } else {
-      memcpy(out + o, src, 4096);
-      hash = xxh64(out + o, 4096, 0); /* the bytes as sent */
-      o += 4096;
-    }
-    memcpy(page_hash + p * 8, &hash, 8);
-    stale_page[p] = 0;
-    n++;
-  }
-  stats[0] = (double)p;
-  stats[1] = (double)o;
-  stats[2] = n;
-  stats[3] = zeros;
-  return NULL;
-}
-
-/*
- * unpackFrames(chunk, offset, ram, pageHash, stalePage, staleGroup, stats: Float64Array(4))
- * The page stream's receiving loop: applies the whole RAW and ZERO frames of
- * `chunk` from `offset` to guest RAM, hashing each page as it is stored (the
- * digest then needs only the group hashes). Stops at the first frame that is
- * incomplete, not a page frame (END: the caller handles it), or names a page
- * outside RAM. stats ← [nextOffset, pagesApplied, status (0 ok, 2 page out of
- * range), bad page index].
- */
-static napi_value unpack_frames(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 7) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames takes 7 arguments");
-    return NULL;
-  }
-  uint8_t *chunk, *ram, *page_hash, *stale_page, *stale_group;
-  size_t chunk_len, ram_len, ph_len, sp_len, sg_len;
-  if (!get_bytes(env, argv[0], &chunk, &chunk_len) || !get_bytes(env, argv[2], &ram, &ram_len) || !get_bytes(env, argv[3], &page_hash, &ph_len) ||
-      !get_bytes(env, argv[4], &stale_page, &sp_len) || !get_bytes(env, argv[5], &stale_group, &sg_len)) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: bad argument types");
-    return NULL;
-  }
-  double *stats = get_stats(env, argv[6], 4);
-  if (!stats) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "unpackFrames: stats must be a Float64Array(4)");
-    return NULL;
-  }
-  int64_t off_in;
-  CHECK(napi_get_value_int64(env, argv[1], &off_in));
-  const size_t pages = ram_len / 4096;
-  if (off_in < 0 || (size_t)off_in > chunk_len || ph_len != pages * 8 || sp_len != pages || sg_len != pages / 256) {
-    napi_throw_range_error(env, "BAREMIG_NATIVE", "unpackFrames: arguments do not match the RAM");
-    return NULL;
-  }
-  static const uint8_t zero_page[4096];
-  static uint64_t zero_hash = 0;
-  static int zero_hash_set = 0;
-  if (!zero_hash_set) {
-    zero_hash = xxh64(zero_page, 4096, 0);
-    zero_hash_set = 1;
-  }
-  size_t off = (size_t)off_in;
-  double n = 0, status = 0, bad = 0;
-  while (off + 8 <= chunk_len) {
-    const uint8_t type = chunk[off];
-    const uint32_t idx = (uint32_t)chunk[off + 4] | ((uint32_t)chunk[off + 5] << 8) | ((uint32_t)chunk[off + 6] << 16) | ((uint32_t)chunk[off + 7] << 24);
-    uint64_t hash;
-    if (type == 1) { /* FrameType.Raw */
-      if (off + 8 + 4096 > chunk_len) break;
-      if (idx >= pages) { status = 2; bad = idx; break; }
-      memcpy(ram + (size_t)idx * 4096, chunk + off + 8, 4096);
-      hash = xxh64(ram + (size_t)idx * 4096, 4096, 0);
-      off += 8 + 4096;
-    } else if (type == 2) { /* FrameType.Zero */
-      if (idx >= pages) { status = 2; bad = idx; break; }
-      uint8_t *pg = ram + (size_t)idx * 4096;
-      if (!is_zero_page(pg)) memset(pg, 0, 4096);
-      hash = zero_hash;
-      off += 8;
-    } else {
-      break; /* END, or something the caller must judge */
-    }
-    memcpy(page_hash + (size_t)idx * 8, &hash, 8);
-    stale_page[idx] = 0;
-    stale_group[idx / 256] = 1;
-    n++;
-  }
-  stats[0] = (double)off;
-  stats[1] = n;
-  stats[2] = status;
-  stats[3] = bad;
-  return NULL;
-}
-
 /* zeroPageHash() → bigint: XXH64 of an all-zero page (fresh RAM's page hash). */
 static napi_value zero_page_hash(napi_env env, napi_callback_info info) {
   (void)info;
@@ -334,10 +148,11 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"refreshDigest", NULL, refresh_digest, NULL, NULL, NULL, napi_default, NULL},
       {"xxh64", NULL, xxh64_js, NULL, NULL, NULL, napi_default, NULL},
-      {"packPages", NULL, pack_pages, NULL, NULL, NULL, napi_default, NULL},
       {"populate", NULL, populate, NULL, NULL, NULL, napi_default, NULL},
-      {"unpackFrames", NULL, unpack_frames, NULL, NULL, NULL, napi_default, NULL},
       {"zeroPageHash", NULL, zero_page_hash, NULL, NULL, NULL, napi_default, NULL},
+      {"sendPages", NULL, bm_send_pages, NULL, NULL, NULL, napi_default, NULL},
+      {"receivePages", NULL, bm_receive_pages, NULL, NULL, NULL, napi_default, NULL},
+      {"cancelStream", NULL, bm_cancel_stream, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

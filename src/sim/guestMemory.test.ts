@@ -55,13 +55,4 @@ describe('GuestMemory digest', () => {
       { numRuns: 40 },
     );
   });
-
-  it('storePage copies a page and zeroes a zero page', () => {
-    const m = new GuestMemory(MiB);
-    const src = Buffer.alloc(3 * PAGE_SIZE, 0xab);
-    m.storePage(3, src, PAGE_SIZE);
-    expect(m.read32(3 * PAGE_SIZE)).toBe(0xabababab);
-    m.storePage(3, null);
-    expect(m.isZeroPage(3)).toBe(true);
-  });
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { simAccel } from './native.js';
+import { type StreamDone, type StreamHandle, simAccel } from './native.js';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
@@ -29,6 +29,8 @@ export class GuestMemory {
   private readonly staleGroup: Uint8Array;
   private readonly pageHash: Buffer;
   private readonly groupHash: Buffer;
+  /** Pages known to be zero since their last write (fresh RAM is): receiving a zero page there costs nothing. */
+  private readonly knownZero: Uint8Array;
   private readonly view: DataView;
 
   /**
@@ -57,6 +59,7 @@ export class GuestMemory {
     zh.writeBigUInt64LE(simAccel().zeroPageHash());
     for (let p = 0; p < this.pages; p++) zh.copy(this.pageHash, p * PAGE_HASH_BYTES);
     this.groupHash = Buffer.alloc(groups * 8);
+    this.knownZero = new Uint8Array(this.pages).fill(1);
   }
 
   inRange(addr: number, len: number): boolean {
@@ -75,6 +78,7 @@ export class GuestMemory {
     for (let p = first; p <= last; p++) {
       this.dirty[p] = 1;
       this.stalePage[p] = 1;
+      this.knownZero[p] = 0;
       this.staleGroup[Math.floor(p / PAGES_PER_GROUP)] = 1;
     }
   }
@@ -143,41 +147,24 @@ export class GuestMemory {
   }
 
   /**
-   * Incoming page from a migration stream (destination side). Copies 4 KiB
-   * from `src` at `srcOffset`, or zeroes the page when `src` is null.
-   * Zeroing a page that is already zero is skipped, so a fresh destination
-   * does not fault in memory for zero pages.
+   * The page stream's sender (native, on a thread of its own): one round of
+   * every page (or those marked in `bitmap`) and END on socket `fd`, each page
+   * hashed as sent; `rate` bytes/s caps it (0: no cap). live ← [pages,
+   * zeroPages, wireBytes, -] while it runs. The caller keeps `bitmap` unchanged
+   * until `done`.
    */
-  storePage(page: number, src: Buffer | null, srcOffset = 0): void {
-    const off = page * PAGE_SIZE;
-    if (src === null) {
-      if (this.bytes.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0) return;
-      this.bytes.fill(0, off, off + PAGE_SIZE);
-    } else {
-      // Buffer.copy is a plain memcpy; set(subarray) allocates a view per page.
-      src.copy(this.bytes, off, srcOffset, srcOffset + PAGE_SIZE);
-    }
-    this.stalePage[page] = 1;
-    this.staleGroup[Math.floor(page / PAGES_PER_GROUP)] = 1;
+  sendPages(fd: number, bitmap: Uint8Array | null, rate: number, live: Float64Array, done: StreamDone): StreamHandle {
+    return simAccel().sendPages(fd, this.bytes, bitmap, this.pageHash, this.stalePage, rate, live, done);
   }
 
   /**
-   * The page stream's packing loop (native): frames for the pages from
-   * `fromPage` (all, or those marked in `bitmap`) into `out` from `outOffset`
-   * while it has room; each page is hashed as sent. stats ← [nextPage,
-   * outEnd, pages, zeroPages].
+   * The page stream's receiver (native, on a thread of its own): checks the
+   * opening against `token`, then stores pages (hashing each) and acknowledges
+   * each round until the sender closes, a frame is refused or the stream is
+   * cancelled. live ← [pages, -, wireBytes, rounds].
    */
-  packPages(bitmap: Uint8Array | null, fromPage: number, out: Uint8Array, outOffset: number, stats: Float64Array): void {
-    simAccel().packPages(this.bytes, bitmap, fromPage, this.pages, out, outOffset, this.pageHash, this.stalePage, stats);
-  }
-
-  /**
-   * The page stream's receiving loop (native): applies the whole page frames
-   * of `chunk` from `offset`, hashing each page as stored. stats ← [next
-   * offset, pages applied, status (0 ok, 2 page out of range), bad index].
-   */
-  applyFrames(chunk: Buffer, offset: number, stats: Float64Array): void {
-    simAccel().unpackFrames(chunk, offset, this.bytes, this.pageHash, this.stalePage, this.staleGroup, stats);
+  receivePages(fd: number, token: Uint8Array, live: Float64Array, done: StreamDone): StreamHandle {
+    return simAccel().receivePages(fd, token, this.bytes, this.pageHash, this.stalePage, this.staleGroup, this.knownZero, live, done);
   }
 
   isZeroPage(page: number): boolean {
@@ -202,6 +189,17 @@ export class GuestMemory {
     let count = 0;
     for (let i = 0; i < taken.length; i++) count += taken[i]!;
     return { bitmap: taken, count };
+  }
+
+  /**
+   * The live dirty map, one byte per page (nonzero: written since the last
+   * clear or sync), for a hypervisor binding that syncs it itself: the
+   * native agent's HAL (hypervisor/hosted/napi_hal.c) ORs it into its own
+   * bitmap and zeroes it in one step on the main thread, where the guest
+   * runs too. The array changes at every syncDirty(): ask again each time.
+   */
+  dirtyMap(): Uint8Array {
+    return this.dirty;
   }
 
   /** Pages currently marked dirty (not cleared). */

@@ -2,18 +2,39 @@ import { createRequire } from 'node:module';
 
 /**
  * The simulator's native accelerator (native/simAccel.c, built by node-gyp at
- * install): the page stream's packing and unpacking loops, page hashing for
+ * install): the page stream's sender and receiver (each on a thread of its own), page hashing for
  * the memory digest, and backing a node's physical RAM. It is required, not optional: every node of a cluster must compute the
  * same digest, so there is no slower stand-in that could hash differently.
  */
 export interface SimAccel {
   refreshDigest(ram: Uint8Array, stalePage: Uint8Array, staleGroup: Uint8Array, pageHash: Uint8Array, groupHash: Uint8Array, firstGroup: number, endGroup: number): number;
   xxh64(bytes: Uint8Array): bigint;
-  packPages(ram: Uint8Array, bitmap: Uint8Array | null, fromPage: number, endPage: number, out: Uint8Array, outOffset: number, pageHash: Uint8Array, stalePage: Uint8Array, stats: Float64Array): void;
   zeroPageHash(): bigint;
   populate(buf: Uint8Array): boolean;
-  unpackFrames(chunk: Uint8Array, offset: number, ram: Uint8Array, pageHash: Uint8Array, stalePage: Uint8Array, staleGroup: Uint8Array, stats: Float64Array): void;
+  sendPages(fd: number, ram: Uint8Array, bitmap: Uint8Array | null, pageHash: Uint8Array, stalePage: Uint8Array, rate: number, live: Float64Array, done: StreamDone): StreamHandle;
+  receivePages(fd: number, token: Uint8Array, ram: Uint8Array, pageHash: Uint8Array, stalePage: Uint8Array, staleGroup: Uint8Array, knownZero: Uint8Array, live: Float64Array, done: StreamDone): StreamHandle;
+  /** Stops a stream; when it returns, the stream's thread writes no more guest RAM (its `done` still follows). */
+  cancelStream(h: StreamHandle): void;
 }
+
+/** A running native page stream (native/pageStreamIo.c). */
+export type StreamHandle = { readonly __nativeStream: unique symbol };
+
+/** How a native page stream ended (native/pageStreamIo.c). */
+export const enum StreamStatus {
+  /** send: the round is sent; receive: the sender closed the stream. */
+  Ok = 0,
+  Cancelled = 1,
+  /** receive: a page outside guest RAM (NAK sent). */
+  BadPage = 2,
+  /** receive: bad opening, token, frame type or round count (NAK sent). */
+  BadFrame = 3,
+  /** A socket error; detail = errno. */
+  Io = 4,
+}
+
+/** Called on the main thread when a native page stream's thread has ended. */
+export type StreamDone = (status: StreamStatus, detail: number, reason: string) => void;
 
 let cached: SimAccel | null = null;
 

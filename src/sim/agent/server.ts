@@ -6,7 +6,6 @@ import { authMac, macEqual, newNonce } from '../../protocol/auth.js';
 import { MAX_MESSAGE_BYTES, decode, encode } from '../../protocol/codec.js';
 import { PROTOCOL_VERSION, type Request, type Responses, requestSchema } from '../../protocol/messages.js';
 import { PageSender } from '../../protocol/pageSender.js';
-import { TokenBucket } from '../../protocol/tokenBucket.js';
 import type { IoTarget } from '../ioProgram.js';
 import { runIoProgram } from '../ioProgram.js';
 import type { ModuleName } from '../guest/layout.js';
@@ -249,9 +248,8 @@ export class SimAgent {
           sender = await PageSender.connect(req.peer.host, req.peer.port, req.peer.token);
           this.senders.set(key, sender);
         }
-        const bucket = req.bandwidth ? new TokenBucket(req.bandwidth) : undefined;
         try {
-          const stats = await sender.sendRound(mem, bitmap, bucket);
+          const stats = await sender.sendRound(mem, bitmap, req.bandwidth ?? 0);
           // Sent and acknowledged: those pages are no longer pending. (A full pass covers them too.)
           this.pending?.fill(0);
           return { ...stats } satisfies Responses['streamPages'];
