@@ -1,8 +1,10 @@
 /*
  * What the agent core needs from the hypervisor it lives in. Two bindings
- * implement it: hosted/ (a simulated machine in a Linux process, the link on
- * an AF_PACKET socket) and bitvisor/ (BitVisor's driver APIs, the link on a
- * dedicated PRO/1000 NIC hidden from the guest).
+ * implement it: hosted/napi_hal.c (a Node-API addon inside a simulated node:
+ * its Machine, device bus and devices; the link on an AF_PACKET socket) and
+ * bitvisor/ (BitVisor's driver APIs, the link on a dedicated PRO/1000 NIC
+ * hidden from the guest). hosted/machine.c is a third, small one for the
+ * unit tests and fuzzers.
  *
  * The core calls these from one thread (the agent's poll loop); none of them
  * is called from an interrupt or VM-exit context by the core.
@@ -73,7 +75,9 @@ void hal_vcpu_get(struct bm_vcpu *v, uint64_t *wall_us);
 /* Incoming guest: load the state; the guest clock continues from tsc at wall_us. */
 void hal_vcpu_set(const struct bm_vcpu *v, uint64_t wall_us);
 
-/* ---- devices (the agent's own accesses: they do not pass the guest's traps) ---- */
+/* ---- devices (the agent's own accesses; the binding feeds the port accesses to the
+ * trapped chips' shadows too, as the guest's, so that a shadow keeps describing its
+ * chip after a capture or a restore) ---- */
 uint32_t hal_port_in(uint16_t port, int size);
 void hal_port_out(uint16_t port, int size, uint32_t value);
 uint32_t hal_mmio_read(uint64_t addr, int size);

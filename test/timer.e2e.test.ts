@@ -71,5 +71,17 @@ describe('the guest timer tick (8254 → 8259 → vCPU) survives migration', () 
     expect(sh.master.isr & ~0x01).toBe(0);
     expect(sh.slave.isr).toBe(0);
     expect(s.guestContinued).toBe(true);
+
+    // And back: the destination's hypervisor must know the chips it restored (its shadows followed the
+    // restore's own accesses), or capturing them on node42 would have nothing to go on.
+    const back = await migrate({ src: dst, dst: src, dstDataHost: '127.0.0.1', observer: new HeartbeatObserver(), options: { downtimeLimitMs: 100 } });
+    expect(back.error).toBeUndefined();
+    expect(back.verified).toBe(true);
+    const c = await readTimer(src);
+    await new Promise((r) => setTimeout(r, 600));
+    const d = await readTimer(src);
+    const rateBack = (Number(d.delivered - c.delivered) * 1e9) / (d.lastTickNs - c.lastTickNs);
+    expect(rateBack).toBeGreaterThan(HZ * 0.9);
+    expect(rateBack).toBeLessThan(HZ * 1.1);
   });
 });

@@ -89,13 +89,19 @@ static struct netfunc baremig_netfunc = {bm_new_nic, bm_net_init, bm_net_start, 
 static struct bm_pic_shadow pic_shadow;
 static struct bm_pit_shadow pit_shadow;
 
+/* Every access to a trapped chip reaches its shadow: the guest's (trap below) and the agent's own
+ * (hal_port_in/out), so that the shadow keeps describing the chip after a capture or a restore. */
+static void shadow_access(int out, u32 port, int size, uint32_t v) {
+	if ((port >= 0x40 && port <= 0x43) || port == 0x61) bm_pit_shadow_access(&pit_shadow, out, (uint16_t)port, size, v);
+	else if (port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1 || port == 0x4d0 || port == 0x4d1) bm_pic_shadow_access(&pic_shadow, out, (uint16_t)port, size, v);
+}
+
 static void trap(enum iotype type, u32 port, void *data) {
 	do_iopass_default(type, port, data); /* the chip handles the access first; the shadow sees its result */
 	int out = type == IOTYPE_OUTB || type == IOTYPE_OUTW || type == IOTYPE_OUTL;
 	int size = type == IOTYPE_INB || type == IOTYPE_OUTB ? 1 : type == IOTYPE_INW || type == IOTYPE_OUTW ? 2 : 4;
 	uint32_t v = size == 1 ? *(u8 *)data : size == 2 ? *(u16 *)data : *(u32 *)data;
-	if ((port >= 0x40 && port <= 0x43) || port == 0x61) bm_pit_shadow_access(&pit_shadow, out, (uint16_t)port, size, v);
-	else bm_pic_shadow_access(&pic_shadow, out, (uint16_t)port, size, v);
+	shadow_access(out, port, size, v);
 }
 
 /* Called by the core patch for every interrupt acknowledge it performs for the
@@ -193,12 +199,14 @@ uint32_t hal_port_in(uint16_t port, int size) {
 	if (size == 1) { uint8_t b; __asm__ volatile("inb %1, %0" : "=a"(b) : "Nd"(port)); v = b; }
 	else if (size == 2) { uint16_t w; __asm__ volatile("inw %1, %0" : "=a"(w) : "Nd"(port)); v = w; }
 	else __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+	shadow_access(0, port, size, v);
 	return v;
 }
 void hal_port_out(uint16_t port, int size, uint32_t value) {
 	if (size == 1) __asm__ volatile("outb %0, %1" : : "a"((uint8_t)value), "Nd"(port));
 	else if (size == 2) __asm__ volatile("outw %0, %1" : : "a"((uint16_t)value), "Nd"(port));
 	else __asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port));
+	shadow_access(1, port, size, value);
 }
 uint32_t hal_mmio_read(uint64_t addr, int size) {
 	volatile void *p = mapmem_gphys(addr, (uint)size, MAPMEM_UC);

@@ -338,7 +338,17 @@ static int parse_op(struct bm_mp_reader *r, struct op *o) {
 	if (d->keys & K(F_MASK)) { if (num_in(&f[F_MASK], 0, 0xffffffffLL, &x)) return -1; o->mask = (uint32_t)x; }
 	if (d->keys & K(F_EXPECT)) { if (num_in(&f[F_EXPECT], 0, 0xffffffffLL, &x)) return -1; o->expect = (uint32_t)x; }
 	if (d->keys & K(F_TIMEOUT)) { if (num_in(&f[F_TIMEOUT], 0, MAX_WAIT_US, &x)) return -1; o->us = (uint32_t)x; }
-	if (d->keys & K(F_US)) { if (num_in(&f[F_US], 0, MAX_WAIT_US, &x)) return -1; o->us = (uint32_t)x; }
+	if (d->keys & K(F_US)) {
+		/* delay.us is any JS number in [0, 5e6] (messages.ts: z.number(), not .int()): the
+		 * 8254 restore waits fractions of a microsecond; rounded to the nearest µs here */
+		uint64_t ns;
+		if (!bm_mp_number_int(&f[F_US].v, &x)) {
+			if (x < 0 || x > MAX_WAIT_US) return -1;
+			o->us = (uint32_t)x;
+		} else if (f[F_US].v.type == BM_MP_FLOAT && !bm_f64_scaled(f[F_US].v.fbits, 1000, &ns) && ns <= (uint64_t)MAX_WAIT_US * 1000) {
+			o->us = (uint32_t)((ns + 500) / 1000);
+		} else return -1;
+	}
 	if (d->keys & K(F_DEVICE)) { if (str_max(&f[F_DEVICE], 64)) return -1; o->data = f[F_DEVICE].v.p; o->len = (uint32_t)f[F_DEVICE].v.u; }
 	if (d->keys & K(F_FRAME)) { if (bin_ok(&f[F_FRAME], 16384, -1)) return -1; o->mask = 0; }
 	if (o->code == OP_INJECT) {

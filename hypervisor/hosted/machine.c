@@ -1,13 +1,16 @@
 /*
- * The hosted binding of hal.h: a simulated bare-metal node in a Linux
- * process. Guest RAM is one buffer with write tracking at 4 KiB pages (every
- * guest store marks its page, as EPT dirty bits would); one vCPU register
- * file; a port/MMIO bus with no devices (unclaimed ports read all-ones, as on
- * a PC's ISA bus); and a guest: the simulator's stateless guest OS (boot block
- * at 0x8000, heartbeat and memoryLoad modules, src/sim/guest/) ported to C
- * over the same RAM layout, so the coordinator's heartbeat observer reads it
- * unchanged. The migration link is the AF_PACKET socket of net.c: the guest
- * has no path to it (it only reaches RAM through the functions below).
+ * The test machine: hal.h over a small simulated machine inside one C
+ * process, for the unit tests (test/test_agent.c, test/test_vectors.c) and
+ * the message fuzzer, which drive the core without Node or a link. (The
+ * hosted agent proper is the Node-API addon of napi_hal.c, whose HAL is the
+ * simulated node's real Machine, device bus and devices.) Guest RAM is one
+ * buffer with write tracking at 4 KiB pages (every guest store marks its
+ * page, as EPT dirty bits would); one vCPU register file; a port/MMIO bus with
+ * no devices (unclaimed ports read all-ones, as on a PC's ISA bus) and
+ * optional 8254/8259 port traps feeding core/shadow.c (test_vectors replays
+ * the TypeScript reducers' access streams through them); and a guest: the
+ * simulator's stateless guest OS (boot block at 0x8000, heartbeat and
+ * memoryLoad modules, src/sim/guest/) ported to C over the same RAM layout.
  */
 #define _GNU_SOURCE
 #include "machine.h"

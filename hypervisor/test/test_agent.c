@@ -156,6 +156,24 @@ int main(void) {
 	CHECK(is_ok() && !get("reads", &v, &at) && v.type == BM_MP_ARRAY && v.u == 2);
 	bm_mp_read(&at, &v); bm_mp_read(&at, &v);
 	CHECK(v.type == BM_MP_INT && v.u == 255);
+	/* delay.us is any number in [0, 5e6] (the 8254 restore waits fractional µs), as messages.ts */
+	{
+		double frac = 12.345, neg = -0.5, big = 5000000.5;
+		uint64_t fb, nb, bb;
+		memcpy(&fb, &frac, 8); memcpy(&nb, &neg, 8); memcpy(&bb, &big, 8);
+		begin("runProgram", 12, 1); bm_mpw_str(&W, "program"); bm_mpw_array(&W, 1);
+		bm_mpw_map(&W, 2); bm_mpw_str(&W, "op"); bm_mpw_str(&W, "delay"); bm_mpw_str(&W, "us"); bm_mpw_f64(&W, fb);
+		send_();
+		CHECK(is_ok());
+		begin("runProgram", 12, 1); bm_mpw_str(&W, "program"); bm_mpw_array(&W, 1);
+		bm_mpw_map(&W, 2); bm_mpw_str(&W, "op"); bm_mpw_str(&W, "delay"); bm_mpw_str(&W, "us"); bm_mpw_f64(&W, nb);
+		send_();
+		CHECK(code_is("PROTOCOL"));
+		begin("runProgram", 12, 1); bm_mpw_str(&W, "program"); bm_mpw_array(&W, 1);
+		bm_mpw_map(&W, 2); bm_mpw_str(&W, "op"); bm_mpw_str(&W, "delay"); bm_mpw_str(&W, "us"); bm_mpw_f64(&W, bb);
+		send_();
+		CHECK(code_is("PROTOCOL"));
+	}
 	begin("runProgram", 12, 1); bm_mpw_str(&W, "program"); bm_mpw_array(&W, 1);
 	bm_mpw_map(&W, 3); bm_mpw_str(&W, "op"); bm_mpw_str(&W, "in"); bm_mpw_str(&W, "port"); bm_mpw_uint(&W, 0x40); bm_mpw_str(&W, "size"); bm_mpw_uint(&W, 3);
 	send_();

@@ -57,8 +57,15 @@ export interface Reconstructor<State> {
   readonly kind: string;
   /** Guest paused. Reads only what hardware shows; may probe. */
   capture(src: DeviceAccess): Promise<State>;
+  /**
+   * Optional reads on the destination that need nothing captured (e.g. the
+   * NIC's PHY and link partner). The engine runs them beside the capture, off
+   * the critical path, and hands the result to restore; restore does them
+   * itself when given nothing.
+   */
+  prepare?(dst: DeviceAccess): Promise<unknown>;
   /** Destination device freshly reset; brings it to the captured hidden state. */
-  restore(dst: DeviceAccess, state: State): Promise<RestoreReport>;
+  restore(dst: DeviceAccess, state: State, prepared?: unknown): Promise<RestoreReport>;
   /** Undo side effects of capture probes on the source, before the source resumes. */
   rollback?(src: DeviceAccess, state: State): Promise<void>;
 }

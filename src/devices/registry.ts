@@ -13,13 +13,19 @@ export interface DeviceDescriptor {
 
 type Factory = (d: DeviceDescriptor) => Reconstructor<unknown>;
 
+/** Longest optional wait of an 8254 restore in a migration, µs (within the engine's 10 ms estimate for the device). */
+export const PIT_RESTORE_BUDGET_US = 8_000;
+
 /**
  * Reconstructors by device kind, and the order restores run in: the 8259
  * last, because it must see the lines of the devices that drive it (8254
  * OUT0, the NIC's interrupt) at their restored levels (src/devices/pic).
  */
 const KINDS: Record<string, { order: number; make: Factory }> = {
-  pit: { order: 10, make: () => createPitReconstructor() as Reconstructor<unknown> },
+  // The 8254's optional waits (an exact count past terminal count) get the
+  // budget the engine's downtime estimate gives the device (devicePhase.ts),
+  // not the reconstructor's 60 ms default.
+  pit: { order: 10, make: () => createPitReconstructor({ maxWaitUs: PIT_RESTORE_BUDGET_US }) as Reconstructor<unknown> },
   pic: { order: 90, make: () => picReconstructor as Reconstructor<unknown> },
   rtl8169: {
     order: 50,

@@ -240,7 +240,7 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
         await src.request('dirtyLogSync', {});
         return stream('dirty');
       })(),
-      captureDevices(src, devicePlan).then((c) => (captured = c)),
+      captureDevices(src, devicePlan, dst).then((c) => (captured = c)),
     ]);
     if (copied.status === 'rejected') throw copied.reason;
     if (capturedNow.status === 'rejected') throw capturedNow.reason;
@@ -263,9 +263,17 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
         zeroPages += r.zeroPages;
       }
     }
+    // The memory digests are taken here, before the destination's devices
+    // are restored: from then on a restored NIC takes frames from the wire
+    // into guest RAM — the guest's new state, not a copy error (broadcasts
+    // reach it anyway, and its announcement moves the guest's traffic there
+    // before the guest runs). Compared in 'verify'.
+    const tDigest = performance.now();
+    const [ds, dd] = await Promise.all([src.request('digest', {}, 600_000), dst.request('digest', {}, 600_000)]);
+    const digestMs = performance.now() - tDigest;
     deviceReports = await restoreDevices(dst, captured);
     for (const r of deviceReports) emit({ type: 'device', ...r });
-    breakdown.devices = performance.now() - t;
+    breakdown.devices = performance.now() - t - digestMs;
 
     await enter('vcpu');
     t = performance.now();
@@ -275,8 +283,7 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
 
     await enter('verify');
     t = performance.now();
-    const [ds, dd] = await Promise.all([src.request('digest', {}, 600_000), dst.request('digest', {}, 600_000)]);
-    breakdown.verify = performance.now() - t;
+    breakdown.verify = performance.now() - t + digestMs;
     if (ds.hex !== dd.hex) throw new BaremigError('VERIFY', `destination memory differs from the source's at pause (digest ${dd.hex.slice(0, 16)}… vs ${ds.hex.slice(0, 16)}…)`);
 
     // ---- resume on the destination: the point of no return

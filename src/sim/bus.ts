@@ -87,7 +87,24 @@ export class DeviceBus {
     if (t) for (const fn of t) fn({ dir: 'out', port, size, value });
   }
 
-  /** Port access by the hypervisor/agent itself: not seen by the guest's traps. */
+  /**
+   * Port access by the agent itself (IoPrograms): the device answers, and the
+   * hypervisor's watchers of the chip see it too — a shadow must follow every
+   * access that changes the chip's hidden state (flip-flops, latches, the
+   * programmed mode), the guest's and the agent's own, or it no longer
+   * describes the chip. On a destination that is how the shadow comes to
+   * know the chip the restore programmed; on a source, the capture's own
+   * latches and reads keep chip and shadow in step.
+   */
+  agentIn(port: number, size: AccessSize): number {
+    return this.in(port, size);
+  }
+
+  agentOut(port: number, size: AccessSize, value: number): void {
+    this.out(port, size, value);
+  }
+
+  /** Port access that no trap sees (device models' own plumbing, tests). */
   rawIn(port: number, size: AccessSize): number {
     const dev = this.portMap.get(port);
     if (!dev?.portRead) return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff;

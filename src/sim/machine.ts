@@ -77,6 +77,11 @@ export class Machine {
   private readonly shadows = new Map<string, unknown>();
   /** Device kind whose shadow sees interrupt acknowledges ('pic'). */
   intcShadowKind: string | null = null;
+  /**
+   * Another hypervisor part that watches interrupt acknowledges (the native
+   * agent's 8259 shadow, hypervisor/hosted/napi_hal.c), as bus traps watch ports.
+   */
+  onInterruptAcknowledge: ((ev: ShadowEvent) => void) | null = null;
   private ctx: GuestContext | null = null;
   /**
    * The node's physical RAM: allocated and backed once, when the node starts,
@@ -138,6 +143,7 @@ export class Machine {
     if (dev?.shadow) {
       const ev: ShadowEvent = ack.slave === undefined ? { dir: 'inta', master: ack.master } : { dir: 'inta', master: ack.master, slave: ack.slave };
       this.shadows.set(dev.kind, dev.shadow.reduce(this.shadows.get(dev.kind), ev));
+      this.onInterruptAcknowledge?.(ev);
     }
     return ack.vector;
   }

@@ -1,5 +1,6 @@
 /**
- * Page stream throughput between two native hosted agents on the namespace
+ * Page stream throughput between two native agents (the C core as an addon
+ * in simulated nodes, hypervisor/README.md) on the namespace
  * veth link (MTU 9000): full passes over a guest whose RAM is random (a few
  * zero pages), unshaped and with tbf shaping to 1 Gb/s.
  *

@@ -1,8 +1,8 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import xxhashWasm from 'xxhash-wasm';
 import { authMac, newNonce } from '../../src/protocol/auth.js';
@@ -10,11 +10,11 @@ import { AgentClient, type AgentTransport } from '../../src/protocol/client.js';
 import { decode, encode } from '../../src/protocol/codec.js';
 import { PROTOCOL_VERSION } from '../../src/protocol/messages.js';
 import type { GuestMemory } from '../../src/sim/guestMemory.js';
+import { READY_PREFIX, type SimNodeConfig } from '../../src/sim/node/config.js';
 import { type TestCluster, startTestCluster } from '../helpers.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const HYPERVISOR = join(REPO, 'hypervisor');
-export const AGENT_BIN = join(HYPERVISOR, 'build/baremig-agent-hosted');
 export const MiB = 1 << 20;
 
 /** One agent implementation under test: two nodes (node1, node2) and how to reach them. */
@@ -137,8 +137,72 @@ export function nativeUnavailable(): string | null {
   return null;
 }
 
+/** The native agent addon and its sources (binding.gyp target baremig_hosted). */
+export const ADDON = join(REPO, 'build/Release/baremig_hosted.node');
+const NODE_MAIN = join(REPO, 'src/sim/node/main.ts');
+
+/**
+ * Builds what the native tests run: the coordinator's link helper (make) and
+ * the native agent addon the simulated nodes load (node-gyp, as `npm install`
+ * does; rebuilt here only when a C source is newer than the addon).
+ */
 export function buildNative(): void {
   execFileSync('make', ['-s', '-C', HYPERVISOR, 'all'], { stdio: 'inherit' });
+  const sources = [...readdirSync(join(HYPERVISOR, 'core')).map((f) => join(HYPERVISOR, 'core', f)), ...['napi_hal.c', 'net.c', 'net.h'].map((f) => join(HYPERVISOR, 'hosted', f)), join(HYPERVISOR, 'hal.h'), join(REPO, 'binding.gyp')];
+  const fresh = () => {
+    const built = existsSync(ADDON) ? statSync(ADDON).mtimeMs : 0;
+    return sources.every((f) => statSync(f).mtimeMs <= built);
+  };
+  if (fresh()) return;
+  // Test files run in parallel workers: one builds, the others wait for it (a lock directory).
+  const lock = join(REPO, 'build', '.baremig-hosted.lock');
+  mkdirSync(join(REPO, 'build'), { recursive: true });
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (Date.now() - t0 > 120_000) rmSync(lock, { recursive: true, force: true }); // a builder that died
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+  }
+  try {
+    if (fresh()) return;
+    const gyp = join(dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js');
+    const nodedir = process.env.npm_config_nodedir ?? (existsSync('/usr/include/node/node_api.h') ? '/usr' : undefined);
+    try {
+      execFileSync(process.execPath, [gyp, existsSync(join(REPO, 'build/Makefile')) ? 'build' : 'rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])], { cwd: REPO, stdio: 'pipe' });
+    } catch (e) {
+      throw new Error(`building the native agent addon failed: ${String((e as { stderr?: Buffer }).stderr ?? e).slice(-4000)}`);
+    }
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** Node processes started by nativeNet: killed if this process exits without stopping them. */
+const started = new Set<ChildProcess>();
+let exitHook = false;
+function killOnExit(child: ChildProcess): void {
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const c of started) c.kill('SIGKILL');
+  });
+}
+
+export interface NativeNodeOptions {
+  /** Fraction of received link frames the agent drops (fault injection). */
+  loss?: number;
+  /** RAM capacity, as '64M' (default) or bytes. */
+  ram?: string | number;
+  /** Device kinds of the simulated node ('pic', 'pit', 'rtl8169'). */
+  devices?: string[];
+  /** The node's RTL8169 on a service-network switch port (SimNodeConfig.network). */
+  network?: SimNodeConfig['network'];
 }
 
 export interface NativeNet {
@@ -149,13 +213,26 @@ export interface NativeNet {
   logs: Map<string, string>;
   mac(node: string): string;
   url(node: string, loss?: number): string;
-  startAgent(node: string, opts?: { loss?: number; ram?: string; trapChips?: string }): Promise<void>;
+  /**
+   * Starts node N as a simulated node process whose agent is the native one
+   * (the C core as an addon, src/sim/node/nativeAgent.ts), its migration
+   * link mig0 in namespace <prefix>-nN.
+   */
+  startAgent(node: string, opts?: NativeNodeOptions): Promise<void>;
+  /** The native agent's counters (SIGUSR2: one JSON line on stderr). */
   stats(node: string): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
+function parseRam(r: string | number | undefined): number {
+  if (typeof r === 'number') return r;
+  const m = /^(\d+)([KMG]?)$/i.exec(r ?? '64M');
+  if (!m) throw new Error(`bad RAM size ${r}`);
+  return Number(m[1]) * ({ '': 1, K: 1024, M: MiB, G: 1024 * MiB } as Record<string, number>)[m[2]!.toUpperCase()]!;
+}
+
 let seq = 0;
-/** The migration network in namespaces, with hosted agents on node1..nodeN. */
+/** The migration network in namespaces, with simulated nodes running the native agent on node1..nodeN. */
 export async function nativeNet(nodes = 2, opts: { rate?: string; loss?: number } = {}): Promise<NativeNet> {
   const prefix = `bm${process.pid % 10000}${seq++}`.slice(0, 8);
   const up = join(HYPERVISOR, 'netns/up.sh');
@@ -178,24 +255,40 @@ export async function nativeNet(nodes = 2, opts: { rate?: string; loss?: number 
     mac: (node) => `02:62:6d:00:00:${idx(node).toString(16).padStart(2, '0')}`,
     url: (node, loss) => `l2://mig0/${net.mac(node)}?netns=${prefix}-coord${loss ? `&loss=${loss}` : ''}`,
     async startAgent(node, o = {}) {
-      const args = ['netns', 'exec', `${prefix}-n${idx(node)}`, AGENT_BIN, '--if', 'mig0', '--name', node, '--key-file', keyFile, '--ram-capacity', o.ram ?? '64M'];
-      if (o.loss) args.push('--loss', String(o.loss));
-      if (o.trapChips) args.push('--trap-chips', o.trapChips);
-      const child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      const cfg: SimNodeConfig = {
+        name: node,
+        host: '127.0.0.1',
+        port: 0,
+        ramCapacity: parseRam(o.ram),
+        keyHex: key.toString('hex'),
+        devices: o.devices ?? [],
+        agent: 'native',
+        link: { ifname: 'mig0', netns: `${prefix}-n${idx(node)}`, ...(o.loss ? { loss: o.loss } : {}) },
+        ...(o.network ? { network: o.network } : {}),
+      };
+      const child = spawn(process.execPath, ['--import', 'tsx', '--max-old-space-size=512', NODE_MAIN, node], {
+        cwd: REPO,
+        env: { ...process.env, BAREMIG_NODE_CONFIG: JSON.stringify(cfg) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      killOnExit(child);
       logs.set(node, '');
       child.stderr!.on('data', (d: Buffer) => logs.set(node, (logs.get(node)! + d.toString()).slice(-20000)));
       agents.set(node, child);
-      // the agent prints one line when its socket is bound
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      // the node prints its READY line once the agent's link socket is bound
       const t0 = Date.now();
-      while (!logs.get(node)!.includes('baremig-agent-hosted: node') && Date.now() - t0 < 5000) {
-        if (child.exitCode !== null) throw new Error(`agent ${node} exited: ${logs.get(node)}`);
+      while (!out.includes(`${READY_PREFIX}`) || !out.slice(out.indexOf(READY_PREFIX)).includes('\n')) {
+        if (child.exitCode !== null) throw new Error(`node ${node} exited: ${logs.get(node)}`);
+        if (Date.now() - t0 > 20_000) throw new Error(`node ${node} not ready after 20 s: ${logs.get(node)}`);
         await new Promise((r) => setTimeout(r, 20));
       }
     },
     async stats(node) {
       const child = agents.get(node)!;
       const before = logs.get(node)!.length;
-      child.kill('SIGUSR1');
+      child.kill('SIGUSR2');
       const t0 = Date.now();
       while (Date.now() - t0 < 2000) {
         const tail = logs.get(node)!.slice(before);
@@ -227,7 +320,7 @@ export async function nativeTarget(): Promise<Target> {
   }
   const clients: AgentClient[] = [];
   return {
-    name: 'native hosted agent over raw frames',
+    name: 'native agent (C core as an addon in a simulated node) over raw frames',
     key: net.key,
     url: (n) => net.url(n),
     dataHost: (n) => net.mac(n),

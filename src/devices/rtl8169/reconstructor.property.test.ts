@@ -70,6 +70,13 @@ async function check(sc: Scenario): Promise<void> {
   expect(m.report.extra!['intrStatusMismatch']).toBe(0);
   expect(m.report.programs).toBe(2);
 
+  // The destination announced the guest's MAC (a RARP) once, before any guest frame; the source never did.
+  const ann = w.announcements();
+  expect(ann[0]).toEqual([]);
+  expect(ann[1]!.map((a) => a.at)).toEqual([0]);
+  expect(ann[1]![0]!.mac).toEqual(Array.from(m.before.regs.idr));
+  expect(m.report.extra!['announced']).toBe(1);
+
   // The same driver code continues on the destination.
   w.continueAfter();
   // Every accepted guest frame left exactly once, in order, and nothing else did.

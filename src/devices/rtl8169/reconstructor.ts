@@ -25,11 +25,12 @@
  *   2. Probe on the source, in MAC loopback with the RX filter closed so no
  *      frame leaves or is received: replace the ring (in memory) by dummies
  *      that are all OWN = 1 except slot g, kick TxPoll, read the ring back.
- *      The NIC consumes from t up to g and stops. Nothing consumed: t = g,
- *      and the probe had no effect at all. Else the consumed slots are
- *      exactly the cyclic run [t, g): t is its first slot, and the NIC now
- *      sits at g; a second kick over dummies in [g, t) brings it back to t
- *      (one full lap in total). Then the guest's ring bytes are put back.
+ *      The NIC consumes from t up to g and stops. Nothing consumed: t = g.
+ *      Else the consumed slots are exactly the cyclic run [t, g): t is its
+ *      first slot, and the NIC now sits at g. In the same program, without
+ *      knowing t: owning slot g as well leaves exactly [g, t) owned, so a
+ *      second kick brings the NIC back to t (one full lap in total, also
+ *      when the guess was right). Then the guest's ring bytes are put back.
  *   When the ring length is unknown (no EOR in memory) the probe ring spans
  *   the readable window up to the next known object (the other ring), with
  *   EOR on its last slot: t lies inside it, the NIC never walked past the
@@ -60,8 +61,11 @@
  * wrong index.
  *
  * ## Side effects on the source
- * Capture runs after the final memory copy on a paused guest: 4 programs
- * (registers, ring windows, TX probe, finish). It leaves guest RAM, the
+ * Capture runs on the paused guest, beside the final memory copy: the
+ * shadow and a register program in parallel, then 3 programs (ring windows;
+ * the scratch bytes; the TX probes, each returning its queue within the
+ * program, and — unless an RX lap is needed — everything put back), and a
+ * 4th for the RX lap and the put-back, which needs t. It leaves guest RAM, the
  * indices and all registers as they were, with two exceptions that
  * rollback() undoes: RX is left quiesced (accept bits cleared, so no frame
  * is DMA'd into the source's RAM after capture) and IntrMask 0 (no line
@@ -83,18 +87,32 @@
  * block also fits.
  *
  * ## Restore (destination, after the final memory copy)
- * Two programs. The first only reads the destination PHY: the link partner
- * there decides whether autonegotiation must restart (when the guest's
- * advertisement gives a different mode there, or a mode different from the
- * source's — then the guest gets LinkChg, as it should). The second: CmdReset
+ * One program, after prepare(): prepare only reads the destination PHY and
+ * needs nothing captured, so the engine runs it beside the capture (restore
+ * runs it first itself when not given its result: two programs). The link
+ * partner there decides whether autonegotiation must restart (when the
+ * guest's advertisement gives a different mode there, or a mode different
+ * from the source's — then the guest gets LinkChg, as it should). The program: CmdReset
  * (indices 0 — never relying on an enable or a ring-base write to zero
  * them), PHY writes replayed from the shadow, registers in the driver-safe
  * order (unlock, C+, Config, MAC, RxMaxSize, ring bases — always rewritten —,
- * lock), TxEnb|RxEnb, MAC loopback and a broadcast-only filter; then, while
- * the TX index is still 0, dummy frames through TX loops [0..k) (EOR on k-1,
- * so the TX index returns to 0) advance RX to r and recreate RxOK,
- * RxDescUnavail and RxMissed (by frames into an unowned slot); then t dummy
- * descriptors advance TX (and HPQ); TxOK, TxDescUnavail and SWInt (FSWInt)
+ * lock), TxEnb|RxEnb, MAC loopback and a broadcast-only filter; then one
+ * stream of dummy frames moves both indices: the RX ring holds r owned
+ * landing slots and an unowned slot r; TX loops [0..k) at index 0 (EOR on
+ * k-1, so the TX index returns to 0) and then the run [0, t) send max(r +
+ * missed, t) frames in all, of which exactly r + missed are accepted
+ * broadcasts (X) — they advance RX to r and recreate RxOK, RxDescUnavail
+ * and RxMissed (by frames into the unowned slot) — and the rest rejected
+ * (Y); HPQ gets its own h dummies. The last frame of the TX run [0, t) (or,
+ * at t = 0, a one-slot loop) is the *announcement*: with the RX filter
+ * closed and loopback off it leaves on the wire as a broadcast RARP with the
+ * guest's MAC (QEMU's announce-self), so the switch learns the guest's new
+ * port before the guest runs; it moves TX like any dummy and nothing of the
+ * guest's rings. Not sent when the link is down or being renegotiated, or
+ * the guest keeps its NIC in loopback (RestoreReport.extra.announced says).
+ * On rollback nothing announces the source again: the guest's next frame
+ * there (its own gratuitous ARP after the pause) moves the MAC back.
+ * TxOK, TxDescUnavail and SWInt (FSWInt)
  * are recreated by the same traffic; the guest's ring and scratch bytes go
  * back; final registers (MAR, RxConfig, TxConfig with the guest's loopback
  * bits, DTCCR, PHYAR by repeating the guest's last PHY command, Cfg9346,
@@ -144,6 +162,29 @@ export interface Rtl8169ReconstructorConfig {
    * 800 µs: 64 full-size frames at 1 Gb/s.
    */
   txDrainUs?: number;
+  /**
+   * Send a gratuitous RARP with the guest's MAC from the destination at the
+   * end of the restore (QEMU's announce-self), so the switch learns the
+   * guest's new port without waiting for the guest. Default true.
+   */
+  announce?: boolean;
+}
+
+/** What restore needs of the destination NIC that no capture can tell: its PHY, link partner and chip ID. */
+export interface RtlDestination {
+  kind: 'rtl8169-dst';
+  bmcr: number;
+  anar: number;
+  gbcr: number;
+  anlpar: number;
+  gbsr: number;
+  phyStatus: number;
+  txConfig: number;
+  elapsedUs: number;
+}
+
+function isDestination(x: unknown): x is RtlDestination {
+  return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'rtl8169-dst';
 }
 
 /** The registers a read shows (captured on the paused source before anything else). */
@@ -375,6 +416,27 @@ export function dummyImage(idr: ArrayLike<number>): Uint8Array {
   return img;
 }
 
+/** Length of the announcement frame before the NIC pads it to 60 bytes. */
+export const ANNOUNCE_LEN = 42;
+const ETHERTYPE_RARP = 0x8035;
+
+/**
+ * The announcement a migrated NIC sends (QEMU's announce-self): a broadcast
+ * RARP "reverse request" with the guest's MAC as sender and target and no
+ * addresses. Every switch learns the sender's port from it; hosts ignore it.
+ */
+export function announceFrame(mac: ArrayLike<number>): Uint8Array {
+  const f = new Uint8Array(ANNOUNCE_LEN);
+  f.fill(0xff, 0, 6);
+  for (let i = 0; i < 6; i++) f[6 + i] = mac[i]!;
+  f[12] = ETHERTYPE_RARP >> 8;
+  f[13] = ETHERTYPE_RARP & 0xff;
+  f.set([0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03], 14); // Ethernet, IPv4, hlen 6, plen 4, op 3 (reverse request)
+  for (let i = 0; i < 6; i++) f[22 + i] = mac[i]!; // sender MAC; sender IP 0
+  for (let i = 0; i < 6; i++) f[32 + i] = mac[i]!; // target MAC; target IP 0
+  return f;
+}
+
 function cyclicRange(from: number, to: number, n: number): number[] {
   const out: number[] = [];
   for (let i = from; i !== to; i = (i + 1) % n) out.push(i);
@@ -567,16 +629,32 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
     const bases = { tx: ringBase(regs.tnpds), hpq: ringBase(regs.thpds), rx: ringBase(regs.rdsar) };
     const known = [bases.tx, bases.hpq, bases.rx].filter((b) => b !== 0);
     const out: Windows = { tx: null, hpq: null, rx: null };
+    const spans: Array<{ k: 'tx' | 'hpq' | 'rx'; base: number; len: number }> = [];
     for (const k of ['tx', 'hpq', 'rx'] as const) {
       const base = bases[k];
       // A base of 0 means the driver never set the ring: nothing to derive.
       if (base === 0) continue;
       // A ring cannot extend into another ring: bound the window by the next one.
       const next = Math.min(...known.filter((b) => b > base), base + MAX_WINDOW_BYTES);
-      const b = await readWindow(src, base, Math.floor((next - base) / Desc.BYTES) * Desc.BYTES);
+      spans.push({ k, base, len: Math.floor((next - base) / Desc.BYTES) * Desc.BYTES });
+    }
+    // All windows in one program; only when one runs past the end of RAM is
+    // each read on its own (and shrunk).
+    let got: Uint8Array[] | null = null;
+    const reads = spans.filter((x) => x.len > 0);
+    if (reads.length > 0) {
+      try {
+        const res = await run(src, reads.map((x) => ({ op: 'memRead' as const, addr: x.base, len: x.len })));
+        got = spans.map((x) => (x.len > 0 ? bytes(res, reads.indexOf(x)) : new Uint8Array(0)));
+      } catch (e) {
+        if (!(e instanceof BaremigError && e.code === 'BAD_REQUEST')) throw e;
+      }
+    }
+    for (const [i, x] of spans.entries()) {
+      const b = got ? got[i]! : await readWindow(src, x.base, x.len);
       const ringLen = ringLenFromEor(b);
       const window = ringLen ?? b.length / Desc.BYTES;
-      out[k] = { base, bytes: b.subarray(0, window * Desc.BYTES), ringLen, window };
+      out[x.k] = { base: x.base, bytes: b.subarray(0, window * Desc.BYTES), ringLen, window };
     }
     return out;
   }
@@ -640,8 +718,19 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
   }
 
   async function capture(src: DeviceAccess): Promise<RtlCaptureState> {
-    const shadow = rtlShadowFrom(await src.shadow(), cfg.device);
-    const regs = await readRegisters(src);
+    const startedMs = performance.now();
+    // The shadow and the registers are independent: one round trip for both.
+    const [logR, regsR] = await Promise.allSettled([src.shadow(), readRegisters(src)]);
+    if (logR.status === 'rejected') {
+      if (regsR.status === 'fulfilled') {
+        const r = regsR.value;
+        await run(src, new Prog(mmio).w(Reg.RXCONFIG, 4, r.rxConfig).w(Reg.INTRMASK, 2, r.intrMask)).catch(() => undefined);
+      }
+      throw logR.reason;
+    }
+    if (regsR.status === 'rejected') throw regsR.reason;
+    const regs = regsR.value;
+    const shadow = rtlShadowFrom(logR.value, cfg.device);
     const restoreQuiesce = async () => {
       await run(src, new Prog(mmio).w(Reg.RXCONFIG, 4, regs.rxConfig).w(Reg.INTRMASK, 2, regs.intrMask));
     };
@@ -682,16 +771,11 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
     const image = dummyImage(regs.idr);
     const generated = { bits: 0 };
     const S = scratch;
-    /** TX queues a probe moved off their index and that are not back yet. */
-    const moved: Array<{ q: RingCapture; kick: number; at: number }> = [];
     const repair = async () => {
-      // Best effort after a failure: queues back to their index, guest memory and registers back.
+      // Best effort after a failure: guest memory and registers back. A probe
+      // program returns its TX queue to its index itself, so nothing is left
+      // moved between programs.
       const p = new Prog(mmio);
-      for (const m of moved) {
-        const back = new Set(cyclicRange(m.at, m.q.index, m.q.window));
-        p.memWrite(m.q.base, txProbeRing(m.q.window, (i) => back.has(i), S!.y));
-        p.kick(m.kick);
-      }
       for (const q of [tx, hpq, rx]) if (q.window > 0) p.memWrite(q.base, q.bytes);
       if (S) for (const g of S.regions) p.memWrite(g.addr, g.bytes);
       const clear = generated.bits & ~regs.intrStatus & INTR_IMPLEMENTED;
@@ -699,69 +783,87 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
       p.w(Reg.TXCONFIG, 4, regs.txConfig).w(Reg.RXCONFIG, 4, regs.rxConfig).w(Reg.INTRMASK, 2, regs.intrMask);
       await run(src, p);
     };
+    /** Loopback on, dummy image in the scratch; after what the guest's last kick may still send has gone. */
+    const enterLoopback = (p: Prog) => {
+      // The drain counts from the pause, which came before this capture
+      // started: only what has not passed yet is waited for.
+      const drain = (cfg.txDrainUs ?? 800) - (performance.now() - startedMs) * 1000;
+      if (drain > 0) p.ops.push({ op: 'delay', us: Math.ceil(drain) });
+      p.memWrite(S!.x, image);
+      p.w(Reg.TXCONFIG, 4, (regs.txConfig & ~TxCfg.LoopbackMask) | TxCfg.LoopbackMac);
+    };
+    /** Tally dump, the guest's bytes and registers back, generated IntrStatus bits cleared. Returns the tally read. */
+    const finish = (p: Prog): number => {
+      let tallyRead = -1;
+      if (S && S.tally !== null) {
+        // Source tally counters, dumped into scratch (the guest's DTCCR address is put back).
+        p.w(Reg.DTCCR_HI, 4, 0).w(Reg.DTCCR_LO, 4, S.tally | Dtccr.Cmd).wait(Reg.DTCCR_LO, 4, Dtccr.Cmd, 0);
+        tallyRead = p.memRead(S.tally, TALLY_BYTES);
+        p.w(Reg.DTCCR_HI, 4, regs.dtccr[1]).w(Reg.DTCCR_LO, 4, regs.dtccr[0] & ~Dtccr.Cmd);
+      }
+      for (const q of [tx, hpq, rx]) if (q.window > 0) p.memWrite(q.base, q.bytes);
+      if (S) for (const g of S.regions) p.memWrite(g.addr, g.bytes);
+      p.w(Reg.TXCONFIG, 4, regs.txConfig);
+      const clear = generated.bits & ~regs.intrStatus & INTR_IMPLEMENTED;
+      if (clear) p.w(Reg.INTRSTATUS, 2, clear);
+      return tallyRead;
+    };
 
     try {
-      // ---- C3: TX probes (NPQ, HPQ), in MAC loopback with the RX filter closed.
-      const probes: Array<{ q: RingCapture; kick: number; g: number; read: number }> = [];
-      if (needTxProbe.length > 0) {
-        const p = new Prog(mmio);
-        const drain = cfg.txDrainUs ?? 800;
-        if (drain > 0) p.ops.push({ op: 'delay', us: drain });
-        p.memWrite(S!.x, image);
-        p.w(Reg.TXCONFIG, 4, (regs.txConfig & ~TxCfg.LoopbackMask) | TxCfg.LoopbackMac);
-        for (const q of needTxProbe) {
-          const g = q.index;
-          p.memWrite(q.base, txProbeRing(q.window, (i) => i !== g, S!.y));
-          const kick = q === tx ? TxPoll.NPQ : TxPoll.HPQ;
-          p.kick(kick);
-          probes.push({ q, kick, g, read: p.memRead(q.base, q.window * Desc.BYTES) });
-        }
-        generated.bits |= Intr.TxDescUnavail;
-        const res = await run(src, p);
-        for (const pr of probes) {
-          const after = bytes(res, pr.read);
-          const n = pr.q.window;
-          const consumed = (i: number) => i !== pr.g && !(opts1At(after, i) & Desc.OWN);
-          const starts: number[] = [];
-          for (let i = 0; i < n; i++) if (consumed(i) && !consumed((i + n - 1) % n)) starts.push(i);
-          if (starts.length === 0) {
-            pr.q.method = 'probe-hit';
-          } else {
-            const t = starts[0]!;
-            const expect = cyclicRange(t, pr.g, n);
-            const got = Array.from({ length: n }, (_, i) => i).filter(consumed);
-            if (starts.length !== 1 || got.length !== expect.length) {
-              throw deviceError('TX probe: the NIC consumed descriptors outside one run', { consumed: got, guess: pr.g });
-            }
-            pr.q.index = t;
-            pr.q.method = 'probe';
-            moved.push({ q: pr.q, kick: pr.kick, at: pr.g });
-            pr.q.probeFrames = n; // (g - t) now, (t - g) on the way back: one lap
-            generated.bits |= Intr.TxOK;
+      // ---- C3: TX probes (NPQ, HPQ), in MAC loopback with the RX filter
+      // closed, each returning its queue to its index within the program;
+      // when no RX lap is needed, everything is put back in the same program.
+      const p = new Prog(mmio);
+      const probes: Array<{ q: RingCapture; g: number; read: number; back: number }> = [];
+      if (needTxProbe.length > 0) enterLoopback(p);
+      for (const q of needTxProbe) {
+        const g = q.index;
+        const kick = q === tx ? TxPoll.NPQ : TxPoll.HPQ;
+        p.memWrite(q.base, txProbeRing(q.window, (i) => i !== g, S!.y));
+        p.kick(kick);
+        const read = p.memRead(q.base, q.window * Desc.BYTES);
+        // The NIC consumed the run [t, g) and waits at g, every other slot
+        // still owned: owning g too leaves exactly [g, t) owned, so a second
+        // kick brings it back to t without our knowing t (a hit, t = g, is
+        // then one full lap).
+        p.memWrite(q.base + g * Desc.BYTES, desc(Desc.OWN | Desc.FS | Desc.LS | ETH_ZLEN | (g === q.window - 1 ? Desc.EOR : 0), S!.y));
+        p.kick(kick);
+        probes.push({ q, g, read, back: p.memRead(q.base, q.window * Desc.BYTES) });
+        generated.bits |= Intr.TxDescUnavail | Intr.TxOK;
+      }
+      let tallyRead = needRxLap ? -1 : finish(p);
+      let res: IoResult = { reads: [], elapsedUs: 0 };
+      if (p.ops.length > 0) res = await run(src, p);
+      for (const pr of probes) {
+        const after = bytes(res, pr.read);
+        const n = pr.q.window;
+        const consumed = (i: number) => i !== pr.g && !(opts1At(after, i) & Desc.OWN);
+        const starts: number[] = [];
+        for (let i = 0; i < n; i++) if (consumed(i) && !consumed((i + n - 1) % n)) starts.push(i);
+        if (starts.length === 0) {
+          pr.q.method = 'probe-hit';
+        } else {
+          const t = starts[0]!;
+          const expect = cyclicRange(t, pr.g, n);
+          const got = Array.from({ length: n }, (_, i) => i).filter(consumed);
+          if (starts.length !== 1 || got.length !== expect.length) {
+            throw deviceError('TX probe: the NIC consumed descriptors outside one run', { consumed: got, guess: pr.g });
           }
-          pr.q.certain = true;
+          pr.q.index = t;
+          pr.q.method = 'probe';
         }
+        const back = bytes(res, pr.back);
+        for (let i = 0; i < n; i++) {
+          if (opts1At(back, i) & Desc.OWN) throw deviceError('TX probe: the NIC did not return to its slot', { slot: i, index: pr.q.index });
+        }
+        pr.q.probeFrames = n; // (g - t) and (t - g): one lap
+        pr.q.certain = true;
       }
 
-      // ---- C4: bring moved TX queues back, RX lap if needed, tally, put everything back.
-      const p = new Prog(mmio);
-      if (needTxProbe.length === 0 && needRxLap) {
-        const drain = cfg.txDrainUs ?? 800;
-        if (drain > 0) p.ops.push({ op: 'delay', us: drain });
-        p.memWrite(S!.x, image);
-        p.w(Reg.TXCONFIG, 4, (regs.txConfig & ~TxCfg.LoopbackMask) | TxCfg.LoopbackMac);
-      }
-      const undoReads: Array<{ pr: (typeof probes)[number]; read: number }> = [];
-      for (const pr of probes) {
-        if (pr.q.method !== 'probe') continue;
-        const back = new Set(cyclicRange(pr.g, pr.q.index, pr.q.window));
-        p.memWrite(pr.q.base, txProbeRing(pr.q.window, (i) => back.has(i), S!.y));
-        p.kick(pr.kick);
-        undoReads.push({ pr, read: p.memRead(pr.q.base, pr.q.window * Desc.BYTES) });
-      }
-      let lapRead = -1;
-      let lapFrames = 0;
+      // ---- C4: the RX lap (needs t), then everything back.
       if (needRxLap) {
+        const p = new Prog(mmio);
+        if (needTxProbe.length === 0) enterLoopback(p);
         const t = tx.index;
         const n = rx.window;
         const ringImg = new Uint8Array(n * Desc.BYTES);
@@ -770,6 +872,7 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
         p.w(Reg.RXCONFIG, 4, (regs.rxConfig & RxCfg.Writable & ~RxCfg.AcceptMask) | RxCfg.AcceptBroadcast);
         // TX loop [0..t] with EOR on t: consumption order t, 0, 1, ..., t-1, back at t.
         const loop = t + 1;
+        let lapFrames = 0;
         for (let sent = 0; sent < n; sent += loop) {
           const img = new Uint8Array(loop * Desc.BYTES);
           for (let j = 0; j < loop; j++) {
@@ -783,31 +886,10 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
           lapFrames += loop;
         }
         p.w(Reg.RXCONFIG, 4, 0);
-        lapRead = p.memRead(rx.base, n * Desc.BYTES);
+        const lapRead = p.memRead(rx.base, n * Desc.BYTES);
         generated.bits |= Intr.RxOK | Intr.TxOK | Intr.TxDescUnavail;
-      }
-      let tallyRead = -1;
-      if (S && S.tally !== null) {
-        // Source tally counters, dumped into scratch (the guest's DTCCR address is put back).
-        p.w(Reg.DTCCR_HI, 4, 0).w(Reg.DTCCR_LO, 4, S.tally | Dtccr.Cmd).wait(Reg.DTCCR_LO, 4, Dtccr.Cmd, 0);
-        tallyRead = p.memRead(S.tally, TALLY_BYTES);
-        p.w(Reg.DTCCR_HI, 4, regs.dtccr[1]).w(Reg.DTCCR_LO, 4, regs.dtccr[0] & ~Dtccr.Cmd);
-      }
-      for (const q of [tx, hpq, rx]) if (q.window > 0) p.memWrite(q.base, q.bytes);
-      if (S) for (const g of S.regions) p.memWrite(g.addr, g.bytes);
-      p.w(Reg.TXCONFIG, 4, regs.txConfig);
-      const clear = generated.bits & ~regs.intrStatus & INTR_IMPLEMENTED;
-      if (clear) p.w(Reg.INTRSTATUS, 2, clear);
-      const res = await run(src, p);
-
-      moved.length = 0;
-      for (const { pr, read } of undoReads) {
-        const after = bytes(res, read);
-        for (const i of cyclicRange(pr.g, pr.q.index, pr.q.window)) {
-          if (opts1At(after, i) & Desc.OWN) throw deviceError('TX probe: the NIC did not return to its slot', { slot: i, index: pr.q.index });
-        }
-      }
-      if (needRxLap) {
+        tallyRead = finish(p);
+        res = await run(src, p);
         const after = bytes(res, lapRead);
         const marker = DUMMY_X1.len + 4;
         const hits: number[] = [];
@@ -844,18 +926,34 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
 
   // ------------------------------------------------------------------ restore
 
-  async function restore(dst: DeviceAccess, s: RtlCaptureState): Promise<RestoreReport> {
+  /** P0: the destination PHY and its link partner, and the chip's ID (reads only; needs nothing captured). */
+  async function prepare(dst: DeviceAccess): Promise<RtlDestination> {
+    const p0 = new Prog(mmio);
+    const rd = { bmcr: p0.phyRead(Mii.BMCR), anar: p0.phyRead(Mii.ANAR), gbcr: p0.phyRead(Mii.GBCR), anlpar: p0.phyRead(Mii.ANLPAR), gbsr: p0.phyRead(Mii.GBSR), status: p0.r(Reg.PHYSTATUS, 1), txcfg: p0.r(Reg.TXCONFIG, 4) };
+    const r0 = await run(dst, p0);
+    const d = (i: number) => num(r0, i) & Phyar.DataMask;
+    return { kind: 'rtl8169-dst', bmcr: d(rd.bmcr), anar: d(rd.anar), gbcr: d(rd.gbcr), anlpar: d(rd.anlpar), gbsr: d(rd.gbsr), phyStatus: num(r0, rd.status), txConfig: num(r0, rd.txcfg), elapsedUs: r0.elapsedUs };
+  }
+
+  async function restore(dst: DeviceAccess, s: RtlCaptureState, prepared?: unknown): Promise<RestoreReport> {
     if (s.kind !== 'rtl8169' || s.v !== 1) throw new BaremigError('BAD_REQUEST', 'rtl8169: not an rtl8169 capture');
     const totals: RunTotals = { programs: 0, ops: 0, elapsedUs: 0 };
     const R = s.regs;
     const extra: Record<string, number> = {};
 
-    // ---- P0: the destination PHY and its link partner (reads only).
-    const p0 = new Prog(mmio);
-    const rd = { bmcr: p0.phyRead(Mii.BMCR), anar: p0.phyRead(Mii.ANAR), gbcr: p0.phyRead(Mii.GBCR), anlpar: p0.phyRead(Mii.ANLPAR), gbsr: p0.phyRead(Mii.GBSR), status: p0.r(Reg.PHYSTATUS, 1), txcfg: p0.r(Reg.TXCONFIG, 4) };
-    const r0 = await run(dst, p0, totals);
-    const d = (i: number) => num(r0, i) & Phyar.DataMask;
-    if ((num(r0, rd.txcfg) & TxCfg.HwIdMask) !== (R.txConfig & TxCfg.HwIdMask)) extra['chipMismatch'] = 1;
+    // ---- P0: the destination PHY and its link partner (reads only), unless
+    // read already beside the capture (prepare()).
+    let D: RtlDestination;
+    if (isDestination(prepared)) {
+      D = prepared;
+      extra['prepared'] = 1;
+    } else {
+      D = await prepare(dst);
+      totals.programs++;
+      totals.ops += 7;
+      totals.elapsedUs += D.elapsedUs;
+    }
+    if ((D.txConfig & TxCfg.HwIdMask) !== (R.txConfig & TxCfg.HwIdMask)) extra['chipMismatch'] = 1;
     let restartAn = false;
     const phyVal = (reg: number, fallback: number) => {
       if (!s.phy) return fallback;
@@ -863,11 +961,11 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
       return k >= 0 ? s.phy.values[k]! : fallback;
     };
     if (s.phy) {
-      const bmcr = phyVal(Mii.BMCR, d(rd.bmcr));
-      const mode = negotiateMii(bmcr, phyVal(Mii.ANAR, d(rd.anar)), phyVal(Mii.GBCR, d(rd.gbcr)), d(rd.anlpar), d(rd.gbsr));
+      const bmcr = phyVal(Mii.BMCR, D.bmcr);
+      const mode = negotiateMii(bmcr, phyVal(Mii.ANAR, D.anar), phyVal(Mii.GBCR, D.gbcr), D.anlpar, D.gbsr);
       const want = phyStatusFor(mode);
       const LINK_BITS = 0x1f;
-      const destNow = num(r0, rd.status) & LINK_BITS;
+      const destNow = D.phyStatus & LINK_BITS;
       // Renegotiate when the destination's link is not what the guest's
       // advertisement gives here, or differs from what the guest saw (the
       // guest then learns of it through LinkChg).
@@ -882,7 +980,6 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
     const h = s.hpq.index;
     let dummy = 0;
     let kicked = false;
-    let txFrames = 0;
 
     // 1. Reset: indices, IntrMask and IntrStatus to 0 [reference].
     p.w(Reg.CHIPCMD, 1, ChipCmd.Reset).wait(Reg.CHIPCMD, 1, ChipCmd.Reset, 0, 100_000);
@@ -891,7 +988,7 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
     // 2. PHY: the guest's writes, BMCR last (without self-clearing bits unless renegotiating).
     if (s.phy) {
       for (let k = 0; k < s.phy.regs.length; k++) if (s.phy.regs[k] !== Mii.BMCR) p.phyWrite(s.phy.regs[k]!, s.phy.values[k]!);
-      const bmcr = phyVal(Mii.BMCR, d(rd.bmcr)) & ~Bmcr.SelfClearing;
+      const bmcr = phyVal(Mii.BMCR, D.bmcr) & ~Bmcr.SelfClearing;
       p.phyWrite(Mii.BMCR, restartAn && bmcr & Bmcr.AnEnable ? bmcr | Bmcr.AnRestart : bmcr);
     }
 
@@ -923,63 +1020,103 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
     const needTx = t > 0 || h > 0 || needRxLanding || missedFrames > 0 || (S_isr & (Intr.TxOK | Intr.TxDescUnavail)) !== 0;
     if (needTx && !S) throw deviceError('restore needs scratch memory, the capture has none');
     if (S) p.memWrite(S.x, dummyImage(R.idr));
-    // TX loops at index 0: slots [0, k) with EOR on k-1 bring the index back to 0.
-    const loopMax = s.tx.ringLen ?? t + 1;
-    const sendAtZero = (count: number, frameAddr: number) => {
-      if (count > 0 && s.tx.window === 0) {
-        // No TX ring to send dummies through: this part of the state is not recreated.
-        extra['rxNotAdvanced'] = 1;
-        return;
-      }
-      while (count > 0) {
-        const k = Math.min(count, loopMax);
-        const img = new Uint8Array(k * Desc.BYTES);
-        for (let j = 0; j < k; j++) img.set(desc(Desc.OWN | Desc.FS | Desc.LS | ETH_ZLEN | (j === k - 1 ? Desc.EOR : 0), frameAddr), j * Desc.BYTES);
-        p.memWrite(s.tx.base, img);
-        p.kick(TxPoll.NPQ);
-        kicked = true;
-        dummy += k;
-        txFrames += k;
-        count -= k;
-      }
-    };
 
-    // 5. RX to r (and RxOK, RxDescUnavail, RxMissed) while TX is at 0.
+    // 5. RX to r (and RxOK, RxDescUnavail, RxMissed) and TX to t by ONE
+    // stream of dummy frames: accepted ones (X) land in the RX ring, the
+    // others (Y) are rejected, and every one of them advances TX. So the
+    // frames are max(accepted, t), not their sum. The RX ring: [0, r) owned
+    // landing slots and slot r unowned, so exactly r frames land and any
+    // further accepted frame is missed (RxMissed, RxDescUnavail); for RxOK
+    // with r = 0 one slot with EOR, filled once and then unowned.
+    let accepted = 0;
     if (s.rx.window > 0 && S) {
       const landing = S.landing;
       if (r > 0) {
         const img = new Uint8Array((r + 1) * Desc.BYTES);
         for (let i = 0; i < r; i++) img.set(desc(Desc.OWN | S.landingSize, landing), i * Desc.BYTES);
         p.memWrite(s.rx.base, img); // slot r stays unowned (zeroed)
-        sendAtZero(r, S.x);
+        accepted = r;
       } else if (S_isr & Intr.RxOK) {
-        // One frame into slot 0 carrying EOR: RxOK, and the index wraps back to 0.
         p.memWrite(s.rx.base, desc(Desc.OWN | Desc.EOR | S.landingSize, landing));
-        sendAtZero(1, S.x);
-      }
-      if (missedFrames > 0) {
-        p.memWrite(s.rx.base + r * Desc.BYTES, new Uint8Array(Desc.BYTES)); // unowned: frames are missed
-        sendAtZero(missedFrames, S.x);
-      }
+        accepted = 1;
+      } else if (missedFrames > 0) p.memWrite(s.rx.base, new Uint8Array(Desc.BYTES)); // unowned: frames are missed
+      accepted += missedFrames;
     }
-    if (S_isr & Intr.TxOK && txFrames === 0 && S) sendAtZero(1, S.y);
     extra['rxMissedGenerated'] = s.rx.window > 0 ? missedFrames : 0;
-
-    // 6. TX (and HPQ) to their indices: dummies [0, t), slot t unowned.
-    const txAdvance: Array<{ q: RingCapture; n: number; kick: number; read: number }> = [];
-    for (const [q, n, kick] of [
-      [s.tx, t, TxPoll.NPQ],
-      [s.hpq, h, TxPoll.HPQ],
-    ] as const) {
-      if (n <= 0 || q.window === 0) continue;
-      const img = new Uint8Array((n + 1) * Desc.BYTES);
-      for (let i = 0; i < n; i++) img.set(desc(Desc.OWN | Desc.FS | Desc.LS | ETH_ZLEN, S!.y), i * Desc.BYTES);
-      p.memWrite(q.base, img);
-      p.kick(kick);
-      kicked = true;
-      dummy += n;
-      txAdvance.push({ q, n, kick, read: p.memRead(q.base, n * Desc.BYTES) });
+    if (accepted > 0 && s.tx.window === 0) {
+      // No TX ring to send dummies through: this part of the state is not recreated.
+      extra['rxNotAdvanced'] = 1;
+      accepted = 0;
     }
+    // The announcement (gratuitous RARP with the guest's MAC, as QEMU's
+    // announce-self) is the last frame that advances TX, sent with loopback
+    // off: the switch learns the guest's new port before the guest runs.
+    // Only on a link that is up and stays up, and not for a guest that keeps
+    // its NIC in loopback.
+    const linkUp = (D.phyStatus & 0x02) !== 0 && !restartAn;
+    const announce = (cfg.announce ?? true) && s.tx.window > 0 && S !== null && linkUp && (R.txConfig & TxCfg.LoopbackMask) === 0 && (R.chipCmd & ChipCmd.TxEnb) !== 0;
+    const runLb = announce ? Math.max(t - 1, 0) : t; // frames of the final run sent in loopback
+    let loops = Math.max(0, accepted - runLb);
+    if (S_isr & Intr.TxOK && loops + runLb === 0 && !announce && s.tx.window > 0) loops = 1;
+    // TX loops at index 0: slots [0, k) with EOR on k-1 bring the index back to 0.
+    const loopMax = s.tx.ringLen ?? t + 1;
+    let acceptLeft = accepted;
+    const frameFor = (): { a: number; len: number } => (acceptLeft-- > 0 ? { a: S!.x, len: DUMMY_X.len } : { a: S!.y, len: DUMMY_Y.len });
+    for (let left = loops; left > 0; ) {
+      const k = Math.min(left, loopMax);
+      const img = new Uint8Array(k * Desc.BYTES);
+      for (let j = 0; j < k; j++) {
+        const f = frameFor();
+        img.set(desc(Desc.OWN | Desc.FS | Desc.LS | f.len | (j === k - 1 ? Desc.EOR : 0), f.a), j * Desc.BYTES);
+      }
+      p.memWrite(s.tx.base, img);
+      p.kick(TxPoll.NPQ);
+      kicked = true;
+      dummy += k;
+      left -= k;
+    }
+
+    // 6. TX (and HPQ) to their indices: the final run [0, t) (its last frame
+    // the announcement), slot t unowned.
+    const txAdvance: Array<{ n: number; kick: number; read: number }> = [];
+    if (runLb > 0 && s.tx.window > 0) {
+      const img = new Uint8Array((runLb + 1) * Desc.BYTES);
+      for (let i = 0; i < runLb; i++) {
+        const f = frameFor();
+        img.set(desc(Desc.OWN | Desc.FS | Desc.LS | f.len, f.a), i * Desc.BYTES);
+      }
+      p.memWrite(s.tx.base, img);
+      p.kick(TxPoll.NPQ);
+      kicked = true;
+      dummy += runLb;
+      txAdvance.push({ n: runLb, kick: TxPoll.NPQ, read: p.memRead(s.tx.base, runLb * Desc.BYTES) });
+    }
+    if (h > 0 && s.hpq.window > 0) {
+      const img = new Uint8Array((h + 1) * Desc.BYTES);
+      for (let i = 0; i < h; i++) img.set(desc(Desc.OWN | Desc.FS | Desc.LS | ETH_ZLEN, S!.y), i * Desc.BYTES);
+      p.memWrite(s.hpq.base, img);
+      p.kick(TxPoll.HPQ);
+      kicked = true;
+      dummy += h;
+      txAdvance.push({ n: h, kick: TxPoll.HPQ, read: p.memRead(s.hpq.base, h * Desc.BYTES) });
+    }
+    let announceRead = -1;
+    if (announce) {
+      // Filter closed first: with loopback off, frames from the wire must not reach the dummy RX ring.
+      p.w(Reg.RXCONFIG, 4, R.rxConfig & ~RxCfg.AcceptMask);
+      p.memWrite(S!.x, announceFrame(R.idr));
+      const slot = t > 0 ? t - 1 : 0;
+      const img = new Uint8Array((t > 0 ? 2 : 1) * Desc.BYTES); // t > 0: slot t unowned after it
+      img.set(desc(Desc.OWN | Desc.FS | Desc.LS | ANNOUNCE_LEN | (t > 0 ? 0 : Desc.EOR), S!.x), 0);
+      p.memWrite(s.tx.base + slot * Desc.BYTES, img);
+      p.w(Reg.TXCONFIG, 4, R.txConfig & ~TxCfg.LoopbackMask);
+      p.kick(TxPoll.NPQ);
+      p.w(Reg.TXCONFIG, 4, (R.txConfig & ~TxCfg.LoopbackMask) | TxCfg.LoopbackMac);
+      kicked = true;
+      dummy += 1;
+      announceRead = p.memRead(s.tx.base + slot * Desc.BYTES, Desc.BYTES);
+    }
+    extra['announced'] = announce ? 1 : 0;
     if (S_isr & Intr.TxDescUnavail && !kicked && s.tx.window > 0) {
       p.memWrite(s.tx.base + t * Desc.BYTES, new Uint8Array(Desc.BYTES));
       p.kick(TxPoll.NPQ);
@@ -1043,6 +1180,7 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
         if (opts1At(after, i) & Desc.OWN) throw deviceError('restore: TX dummy descriptors were not consumed', { slot: i, queue: a.kick === TxPoll.NPQ ? 'npq' : 'hpq' });
       }
     }
+    if (announceRead >= 0 && opts1At(bytes(res, announceRead), 0) & Desc.OWN) throw deviceError('restore: the announcement was not sent');
     const lost = S_isr & ~RECREATABLE_INTR;
     const isr = num(res, fin.isr);
     extra['dummyFrames'] = dummy;
@@ -1069,7 +1207,7 @@ export function createRtl8169Reconstructor(cfg: Rtl8169ReconstructorConfig): Rec
     await run(src, new Prog(mmio).w(Reg.RXCONFIG, 4, s.regs.rxConfig).w(Reg.INTRMASK, 2, s.regs.intrMask));
   }
 
-  return { kind: 'rtl8169', capture, restore, rollback };
+  return { kind: 'rtl8169', capture, prepare, restore, rollback };
 }
 
 function phyFromShadow(sh: RtlShadow): { regs: number[]; values: number[]; lastCmd: number } {

@@ -55,6 +55,11 @@ export function comparable(i: RtlInternal, report?: RestoreReport): unknown {
   return { ...rest, regs: keepPhyar ? { ...otherRegs, phyar } : otherRegs, phy: { regs: phy.regs, linkUp: phy.linkUp, anComplete: phy.anComplete } };
 }
 
+/** A RARP frame, as the restore's announcement is. */
+export function isAnnouncement(f: Uint8Array): boolean {
+  return f.length >= 14 && f[12] === 0x80 && f[13] === 0x35;
+}
+
 export class World {
   readonly received: Uint8Array[] = [];
   /** Guest frames the driver accepted, in order. */
@@ -212,9 +217,14 @@ export class World {
     }
   }
 
-  /** Every frame that left on a wire, across all nodes, as tagged frames. */
+  /** Every frame that left on a wire, across all nodes, as tagged frames (the restore's announcements aside). */
   wireFrames(): Array<{ tag: string; seq: number } | null> {
-    return this.nodes.flatMap((n) => n.wire.map((f) => parseTagged(f)));
+    return this.nodes.flatMap((n) => n.wire.filter((f) => !isAnnouncement(f)).map((f) => parseTagged(f)));
+  }
+
+  /** For each node, where on its wire the restore's announcements (RARP) are, and the MAC each announces. */
+  announcements(): Array<Array<{ at: number; mac: number[] }>> {
+    return this.nodes.map((n) => n.wire.flatMap((f, at) => (isAnnouncement(f) ? [{ at, mac: Array.from(f.subarray(6, 12)) }] : [])));
   }
 
   receivedFrames(): Array<{ tag: string; seq: number } | null> {

@@ -24,6 +24,22 @@ export interface SimNodeConfig {
     /** PHY autonegotiation time (default 1500 ms, as real chips). */
     autonegMs?: number;
   };
+  /**
+   * Which agent serves the node: 'ts' (default), the simulator's TypeScript
+   * agent over WebSocket on host:port; or 'native', the hypervisor's C agent
+   * core loaded as a Node-API addon (src/sim/node/nativeAgent.ts), speaking
+   * the protocol over raw Ethernet frames on `link` (needs root: AF_PACKET).
+   */
+  agent?: 'ts' | 'native';
+  /** The native agent's migration link: interface, its network namespace, fault injection. */
+  link?: {
+    /** Interface name (e.g. 'mig0'). */
+    ifname: string;
+    /** Network namespace of the interface (`ip netns` name); default: the node's own. */
+    netns?: string;
+    /** Fraction of received link frames dropped (fault injection). */
+    loss?: number;
+  };
   /** Boot a guest at start-up. */
   boot?: { ramBytes: number; spec: GuestSpec };
 }
