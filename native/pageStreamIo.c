@@ -82,7 +82,10 @@ typedef struct {
   size_t pages;
   const uint8_t *bitmap; /* send: null = every page */
   uint8_t *page_hash, *stale_page, *stale_group;
-  uint8_t *known_zero; /* recv: pages known to be zero since their last write */
+  /* Pages known to be zero since their last write (fresh or scrubbed RAM the guest never wrote).
+   * The receiver keeps it; the sender only reads it (a guest write clears it on the main thread
+   * and dirties the page, so a stale 1 read here costs a resend, never a lost page). */
+  uint8_t *known_zero;
   uint8_t token[32];
   double rate; /* send: bytes/s, 0 = uncapped */
   double *live; /* [pages, zeroPages, wireBytes, rounds] */
@@ -251,7 +254,7 @@ static void *send_thread(void *arg) {
     for (; next < j->pages && nb < batch_pages; next++) {
       if (j->bitmap && !j->bitmap[next]) continue;
       uint8_t *src = j->ram + next * PAGE;
-      const int zero = is_zero(src);
+      const int zero = j->known_zero[next] || is_zero(src);
       uint64_t hash = zero_hash;
       uint32_t entry = (uint32_t)next;
       if (zero) {
@@ -624,16 +627,16 @@ static void init_zero_hash(void) {
 }
 
 /*
- * sendPages(fd, ram, bitmap|null, pageHash, stalePage, rate, live: Float64Array(4), callback) → handle
+ * sendPages(fd, ram, bitmap|null, pageHash, stalePage, knownZero, rate, live: Float64Array(4), callback) → handle
  * Sends one round (every page, or those marked in bitmap) and END on a thread; live ← [pages, zeroPages,
  * wireBytes, -] as it goes; callback(status, detail, reason) on the main thread when done.
  */
 napi_value bm_send_pages(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 9;
+  napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 8) {
-    napi_throw_type_error(env, "BAREMIG_NATIVE", "sendPages takes 8 arguments");
+  if (argc != 9) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "sendPages takes 9 arguments");
     return NULL;
   }
   init_zero_hash();
@@ -641,7 +644,7 @@ napi_value bm_send_pages(napi_env env, napi_callback_info info) {
   if (!j) return NULL;
   j->kind = JOB_SEND;
   int32_t fd;
-  size_t ram_len, bm_len = 0, ph_len, sp_len, live_len;
+  size_t ram_len, bm_len = 0, ph_len, sp_len, kz_len, live_len;
   uint8_t *bitmap = NULL;
   napi_valuetype bt;
   bool live_ok = false;
@@ -651,8 +654,8 @@ napi_value bm_send_pages(napi_env env, napi_callback_info info) {
   size_t live_off;
   if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_typeof(env, argv[2], &bt) != napi_ok || !get_u8(env, argv[1], &j->ram, &ram_len) ||
       (bt != napi_null && !get_u8(env, argv[2], &bitmap, &bm_len)) || !get_u8(env, argv[3], &j->page_hash, &ph_len) || !get_u8(env, argv[4], &j->stale_page, &sp_len) ||
-      napi_get_value_double(env, argv[5], &j->rate) != napi_ok || napi_is_typedarray(env, argv[6], &live_ok) != napi_ok || !live_ok ||
-      napi_get_typedarray_info(env, argv[6], &lt, &live_len, &live_data, &ab, &live_off) != napi_ok || lt != napi_float64_array || live_len < 4) {
+      !get_u8(env, argv[5], &j->known_zero, &kz_len) || napi_get_value_double(env, argv[6], &j->rate) != napi_ok || napi_is_typedarray(env, argv[7], &live_ok) != napi_ok ||
+      !live_ok || napi_get_typedarray_info(env, argv[7], &lt, &live_len, &live_data, &ab, &live_off) != napi_ok || lt != napi_float64_array || live_len < 4) {
     free(j);
     napi_throw_type_error(env, "BAREMIG_NATIVE", "sendPages: bad argument types");
     return NULL;
@@ -660,14 +663,14 @@ napi_value bm_send_pages(napi_env env, napi_callback_info info) {
   j->pages = ram_len / PAGE;
   j->bitmap = bitmap;
   j->live = live_data;
-  if (fd < 0 || (bitmap && bm_len != j->pages) || ph_len != j->pages * 8 || sp_len != j->pages || !(j->rate >= 0)) {
+  if (fd < 0 || (bitmap && bm_len != j->pages) || ph_len != j->pages * 8 || sp_len != j->pages || kz_len != j->pages || !(j->rate >= 0)) {
     free(j);
     napi_throw_range_error(env, "BAREMIG_NATIVE", "sendPages: arguments do not match the RAM");
     return NULL;
   }
-  for (int i = 1; i <= 6; i++)
-    if (i != 5 && !(i == 2 && bitmap == NULL)) keep(env, j, argv[i]);
-  return start(env, j, fd, argv[7], send_thread);
+  for (int i = 1; i <= 7; i++)
+    if (i != 6 && !(i == 2 && bitmap == NULL)) keep(env, j, argv[i]);
+  return start(env, j, fd, argv[8], send_thread);
 }
 
 /*

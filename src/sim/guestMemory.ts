@@ -54,10 +54,10 @@ export class GuestMemory {
     // Fresh RAM is all zeros: every page hash is known without reading it.
     this.stalePage = new Uint8Array(this.pages);
     this.staleGroup = new Uint8Array(groups).fill(1);
-    this.pageHash = Buffer.alloc(this.pages * PAGE_HASH_BYTES);
-    const zh = Buffer.alloc(8);
+    this.pageHash = Buffer.allocUnsafe(this.pages * PAGE_HASH_BYTES);
+    const zh = Buffer.alloc(PAGE_HASH_BYTES);
     zh.writeBigUInt64LE(simAccel().zeroPageHash());
-    for (let p = 0; p < this.pages; p++) zh.copy(this.pageHash, p * PAGE_HASH_BYTES);
+    this.pageHash.fill(zh); // the 8-byte pattern repeated (a loop of copies took 18 ms at 1 GiB)
     this.groupHash = Buffer.alloc(groups * 8);
     this.knownZero = new Uint8Array(this.pages).fill(1);
   }
@@ -154,7 +154,7 @@ export class GuestMemory {
    * until `done`.
    */
   sendPages(fd: number, bitmap: Uint8Array | null, rate: number, live: Float64Array, done: StreamDone): StreamHandle {
-    return simAccel().sendPages(fd, this.bytes, bitmap, this.pageHash, this.stalePage, rate, live, done);
+    return simAccel().sendPages(fd, this.bytes, bitmap, this.pageHash, this.stalePage, this.knownZero, rate, live, done);
   }
 
   /**

@@ -11,7 +11,7 @@ export interface SimAccel {
   xxh64(bytes: Uint8Array): bigint;
   zeroPageHash(): bigint;
   populate(buf: Uint8Array): boolean;
-  sendPages(fd: number, ram: Uint8Array, bitmap: Uint8Array | null, pageHash: Uint8Array, stalePage: Uint8Array, rate: number, live: Float64Array, done: StreamDone): StreamHandle;
+  sendPages(fd: number, ram: Uint8Array, bitmap: Uint8Array | null, pageHash: Uint8Array, stalePage: Uint8Array, knownZero: Uint8Array, rate: number, live: Float64Array, done: StreamDone): StreamHandle;
   receivePages(fd: number, token: Uint8Array, ram: Uint8Array, pageHash: Uint8Array, stalePage: Uint8Array, staleGroup: Uint8Array, knownZero: Uint8Array, live: Float64Array, done: StreamDone): StreamHandle;
   /** Stops a stream; when it returns, the stream's thread writes no more guest RAM (its `done` still follows). */
   cancelStream(h: StreamHandle): void;
