@@ -227,7 +227,9 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     srcPaused = !stoppedGuest;
     pauseAt = tPause;
     const observer = stoppedGuest ? undefined : p.observer;
-    await observer?.atPause(src, paused.guestNs);
+    // The observer reads the paused source (a measurement): beside the final copy, not before it.
+    const observed = observer ? observer.atPause(src, paused.guestNs) : Promise.resolve();
+    observed.catch(() => undefined); // judged with the final copy below
     breakdown.pause = performance.now() - tPause;
 
     await enter('final-copy');
@@ -235,15 +237,17 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     // The last dirty pages and the device capture go in parallel: both only
     // read the paused source. Whatever a capture probe writes to guest RAM
     // (a NIC's DMA, bytes put back) is in the dirty log and re-sent below.
-    const [copied, capturedNow] = await Promise.allSettled([
+    const [copied, capturedNow, observedNow] = await Promise.allSettled([
       (async () => {
         await src.request('dirtyLogSync', {});
         return stream('dirty');
       })(),
       captureDevices(src, devicePlan, dst).then((c) => (captured = c)),
+      observed,
     ]);
     if (copied.status === 'rejected') throw copied.reason;
     if (capturedNow.status === 'rejected') throw capturedNow.reason;
+    if (observedNow.status === 'rejected') throw observedNow.reason;
     const fin = copied.value;
     rounds++;
     bytesSent += fin.wireBytes;
@@ -271,13 +275,16 @@ export async function migrate(p: MigrationParams): Promise<MigrationSummary> {
     const tDigest = performance.now();
     const [ds, dd] = await Promise.all([src.request('digest', {}, 600_000), dst.request('digest', {}, 600_000)]);
     const digestMs = performance.now() - tDigest;
+    // The paused vCPU does not change: fetch it while the destination restores its devices.
+    const vcpuAtPause = src.request('vcpuGet', {});
+    vcpuAtPause.catch(() => undefined); // awaited below; a failure meanwhile must not go unhandled
     deviceReports = await restoreDevices(dst, captured);
     for (const r of deviceReports) emit({ type: 'device', ...r });
     breakdown.devices = performance.now() - t - digestMs;
 
     await enter('vcpu');
     t = performance.now();
-    const v = await src.request('vcpuGet', {});
+    const v = await vcpuAtPause;
     await dst.request('vcpuSet', { vcpu: v.vcpu, wallMs: v.wallMs });
     breakdown.vcpu = performance.now() - t;
 
