@@ -86,6 +86,37 @@ static napi_value refresh_digest(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * orCount(into, from|null) → number: into |= from (byte-wise, 0/1 marks), then the number of marked
+ * bytes in into. The dirty log's merge and count: a loop over a million pages of a 4 GiB guest took
+ * 3–6 ms in JavaScript, inside the pause.
+ */
+static napi_value or_count(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *into, *from = NULL;
+  size_t n, m = 0;
+  napi_valuetype t = napi_null;
+  if (argc == 2) CHECK(napi_typeof(env, argv[1], &t));
+  if (argc < 1 || !get_bytes(env, argv[0], &into, &n) || (argc == 2 && t != napi_null && t != napi_undefined && !get_bytes(env, argv[1], &from, &m))) {
+    napi_throw_type_error(env, "BAREMIG_NATIVE", "orCount takes a Uint8Array and an optional Uint8Array");
+    return NULL;
+  }
+  if (from && m != n) {
+    napi_throw_range_error(env, "BAREMIG_NATIVE", "orCount: the arrays differ in length");
+    return NULL;
+  }
+  size_t count = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (from) into[i] |= from[i];
+    count += into[i] != 0;
+  }
+  napi_value out;
+  CHECK(napi_create_double(env, (double)count, &out));
+  return out;
+}
+
 /* zeroPageHash() → bigint: XXH64 of an all-zero page (fresh RAM's page hash). */
 static napi_value zero_page_hash(napi_env env, napi_callback_info info) {
   (void)info;
@@ -149,6 +180,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"refreshDigest", NULL, refresh_digest, NULL, NULL, NULL, napi_default, NULL},
       {"xxh64", NULL, xxh64_js, NULL, NULL, NULL, napi_default, NULL},
       {"populate", NULL, populate, NULL, NULL, NULL, napi_default, NULL},
+      {"orCount", NULL, or_count, NULL, NULL, NULL, napi_default, NULL},
       {"zeroPageHash", NULL, zero_page_hash, NULL, NULL, NULL, napi_default, NULL},
       {"sendPages", NULL, bm_send_pages, NULL, NULL, NULL, napi_default, NULL},
       {"receivePages", NULL, bm_receive_pages, NULL, NULL, NULL, napi_default, NULL},

@@ -186,9 +186,7 @@ export class GuestMemory {
     this.dirty = this.spare;
     this.spare = taken;
     this.dirty.fill(0);
-    let count = 0;
-    for (let i = 0; i < taken.length; i++) count += taken[i]!;
-    return { bitmap: taken, count };
+    return { bitmap: taken, count: simAccel().orCount(taken) };
   }
 
   /**
@@ -204,23 +202,9 @@ export class GuestMemory {
 
   /** Pages currently marked dirty (not cleared). */
   dirtyCount(): number {
-    let n = 0;
-    for (let i = 0; i < this.dirty.length; i++) n += this.dirty[i]!;
-    return n;
+    return simAccel().orCount(this.dirty);
   }
 
-  /**
-   * Digest of all of RAM: a two-level tree (SHA-256 of each page truncated to
-   * 16 bytes → SHA-256 of each 1 MiB group's page hashes → SHA-256 of the
-   * group hashes). Page and group hashes are cached; a write marks them stale,
-   * so a digest costs only what changed since the previous one. That lets the
-   * coordinator warm the cache during pre-copy and verify at pause for the
-   * price of the last round's pages.
-   *
-   * Yields to the event loop every `sliceMs` so that a running guest and the
-   * agent keep being served. A page is hashed in one synchronous step, and a
-   * write after that marks it stale again, so yielding is safe.
-   */
   /**
    * Digest of all of RAM: a two-level tree (XXH64 of each 4 KiB page →
    * XXH64 of each 1 MiB group's 256 page hashes → SHA-256 of the group

@@ -11,6 +11,8 @@ export interface SimAccel {
   xxh64(bytes: Uint8Array): bigint;
   zeroPageHash(): bigint;
   populate(buf: Uint8Array): boolean;
+  /** into |= from (0/1 marks), then the number of marked bytes in into. */
+  orCount(into: Uint8Array, from?: Uint8Array | null): number;
   sendPages(fd: number, ram: Uint8Array, bitmap: Uint8Array | null, pageHash: Uint8Array, stalePage: Uint8Array, knownZero: Uint8Array, rate: number, live: Float64Array, done: StreamDone): StreamHandle;
   receivePages(fd: number, token: Uint8Array, ram: Uint8Array, pageHash: Uint8Array, stalePage: Uint8Array, staleGroup: Uint8Array, knownZero: Uint8Array, live: Float64Array, done: StreamDone): StreamHandle;
   /** Stops a stream; when it returns, the stream's thread writes no more guest RAM (its `done` still follows). */

@@ -13,6 +13,7 @@ import { MODULE_IDS } from '../guest/layout.js';
 import { type Machine, wallMs } from '../machine.js';
 import { checkVcpuState } from '../vcpu.js';
 import { PageReceiver } from './pageReceiver.js';
+import { simAccel } from '../native.js';
 
 interface Session {
   ws: WebSocket;
@@ -222,9 +223,8 @@ export class SimAgent {
         this.requireState('running', 'paused');
         if (!this.dirtyLogOn) throw new BaremigError('STATE', 'dirty logging is off: send dirtyLogStart first');
         const { bitmap } = this.mem().syncDirty();
-        const pending = this.pending!;
-        let count = 0;
-        for (let i = 0; i < pending.length; i++) count += pending[i]! |= bitmap[i]!;
+        // Merged natively: a JavaScript loop over a 4 GiB guest's million pages took 3–6 ms of the pause.
+        const count = simAccel().orCount(this.pending!, bitmap);
         const now = performance.now();
         const intervalMs = now - this.lastSyncMs;
         this.lastSyncMs = now;
