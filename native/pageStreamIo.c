@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "napiArgs.h"
 #include "pageStreamIo.h"
 
 #define PAGE 4096u
@@ -146,20 +147,28 @@ static int wait_fd(job_t *j, short events) {
   }
 }
 
-/* Sends every byte of iov[0..n) (advancing it); 0, or -errno, or -ECANCELED. */
-static int send_all(job_t *j, struct iovec *iov, int n) {
+/*
+ * Sends (or receives) every byte of iov[0..n), advancing it; poll() while the
+ * socket is not ready. 0, or -errno, -ECANCELED, or (receiving) -EPIPE when
+ * the sender closed. Receiving checks the cancelled flag before every read:
+ * with ram_mu held by the caller, once cancel() has the lock no read into
+ * guest RAM follows.
+ */
+static int xfer_all(job_t *j, struct iovec *iov, int n, int receive) {
   while (n > 0) {
+    if (receive && atomic_load(&j->cancelled)) return -ECANCELED;
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(j->fd, &m, MSG_NOSIGNAL);
-    if (w < 0) {
+    ssize_t r = receive ? recvmsg(j->fd, &m, 0) : sendmsg(j->fd, &m, MSG_NOSIGNAL);
+    if (r == 0 && receive) return -EPIPE;
+    if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (wait_fd(j, POLLOUT) < 0) return -ECANCELED;
+        if (wait_fd(j, receive ? POLLIN : POLLOUT) < 0) return -ECANCELED;
         continue;
       }
       return -errno;
     }
-    size_t left = (size_t)w;
+    size_t left = (size_t)r;
     while (n > 0 && left >= iov->iov_len) {
       left -= iov->iov_len;
       iov++;
@@ -172,6 +181,8 @@ static int send_all(job_t *j, struct iovec *iov, int n) {
   }
   return 0;
 }
+
+static int send_all(job_t *j, struct iovec *iov, int n) { return xfer_all(j, iov, n, 0); }
 
 static int send_bytes(job_t *j, const void *b, size_t len) {
   struct iovec v = {.iov_base = (void *)b, .iov_len = len};
@@ -323,39 +334,7 @@ static void refuse(job_t *j, int nak, int status, int64_t detail) {
   }
 }
 
-/*
- * Reads exactly the bytes of iov[0..n) (advancing it). With `ram` set the
- * bytes land in guest RAM: the caller holds ram_mu, and the cancelled flag is
- * checked before every read, so once cancel() has the lock no read into RAM
- * follows. 0, or -errno, -ECANCELED, or -EPIPE when the sender closed.
- */
-static int recv_all(job_t *j, struct iovec *iov, int n) {
-  while (n > 0) {
-    if (atomic_load(&j->cancelled)) return -ECANCELED;
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t r = recvmsg(j->fd, &m, 0);
-    if (r == 0) return -EPIPE;
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (wait_fd(j, POLLIN) < 0) return -ECANCELED;
-        continue;
-      }
-      return -errno;
-    }
-    size_t left = (size_t)r;
-    while (n > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      iov++;
-      n--;
-    }
-    if (n > 0) {
-      iov->iov_base = (uint8_t *)iov->iov_base + left;
-      iov->iov_len -= left;
-    }
-  }
-  return 0;
-}
+static int recv_all(job_t *j, struct iovec *iov, int n) { return xfer_all(j, iov, n, 1); }
 
 static int recv_bytes(job_t *j, void *b, size_t len) {
   struct iovec v = {.iov_base = b, .iov_len = len};
@@ -536,14 +515,6 @@ done:
 
 /* ---- Node-API glue ---------------------------------------------------- */
 
-#define CHECK(call)                                                         \
-  do {                                                                      \
-    if ((call) != napi_ok) {                                                \
-      napi_throw_error(env, "BAREMIG_NATIVE", "N-API call failed: " #call); \
-      return NULL;                                                          \
-    }                                                                       \
-  } while (0)
-
 static void job_drop(napi_env env, job_t *j) {
   if (--j->owners > 0) return;
   for (int i = 0; i < j->nrefs; i++) napi_delete_reference(env, j->refs[i]);
@@ -570,18 +541,6 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
     napi_call_function(env, undef, cb, 3, args, NULL);
   }
   if (env) job_drop(env, j);
-}
-
-static int get_u8(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  bool t = false;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  void *d;
-  if (napi_is_typedarray(env, v, &t) != napi_ok || !t) return 0;
-  if (napi_get_typedarray_info(env, v, &type, len, &d, &ab, &off) != napi_ok || type != napi_uint8_array) return 0;
-  *data = d;
-  return 1;
 }
 
 static int keep(napi_env env, job_t *j, napi_value v) {
@@ -644,25 +603,18 @@ napi_value bm_send_pages(napi_env env, napi_callback_info info) {
   if (!j) return NULL;
   j->kind = JOB_SEND;
   int32_t fd;
-  size_t ram_len, bm_len = 0, ph_len, sp_len, kz_len, live_len;
+  size_t ram_len, bm_len = 0, ph_len, sp_len, kz_len;
   uint8_t *bitmap = NULL;
   napi_valuetype bt;
-  bool live_ok = false;
-  napi_typedarray_type lt;
-  void *live_data;
-  napi_value ab;
-  size_t live_off;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_typeof(env, argv[2], &bt) != napi_ok || !get_u8(env, argv[1], &j->ram, &ram_len) ||
-      (bt != napi_null && !get_u8(env, argv[2], &bitmap, &bm_len)) || !get_u8(env, argv[3], &j->page_hash, &ph_len) || !get_u8(env, argv[4], &j->stale_page, &sp_len) ||
-      !get_u8(env, argv[5], &j->known_zero, &kz_len) || napi_get_value_double(env, argv[6], &j->rate) != napi_ok || napi_is_typedarray(env, argv[7], &live_ok) != napi_ok ||
-      !live_ok || napi_get_typedarray_info(env, argv[7], &lt, &live_len, &live_data, &ab, &live_off) != napi_ok || lt != napi_float64_array || live_len < 4) {
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_typeof(env, argv[2], &bt) != napi_ok || !get_bytes(env, argv[1], &j->ram, &ram_len) ||
+      (bt != napi_null && !get_bytes(env, argv[2], &bitmap, &bm_len)) || !get_bytes(env, argv[3], &j->page_hash, &ph_len) || !get_bytes(env, argv[4], &j->stale_page, &sp_len) ||
+      !get_bytes(env, argv[5], &j->known_zero, &kz_len) || napi_get_value_double(env, argv[6], &j->rate) != napi_ok || !(j->live = get_f64(env, argv[7], 4))) {
     free(j);
     napi_throw_type_error(env, "BAREMIG_NATIVE", "sendPages: bad argument types");
     return NULL;
   }
   j->pages = ram_len / PAGE;
   j->bitmap = bitmap;
-  j->live = live_data;
   if (fd < 0 || (bitmap && bm_len != j->pages) || ph_len != j->pages * 8 || sp_len != j->pages || kz_len != j->pages || !(j->rate >= 0)) {
     free(j);
     napi_throw_range_error(env, "BAREMIG_NATIVE", "sendPages: arguments do not match the RAM");
@@ -692,22 +644,15 @@ napi_value bm_receive_pages(napi_env env, napi_callback_info info) {
   j->kind = JOB_RECV;
   int32_t fd;
   uint8_t *token;
-  size_t tok_len, ram_len, ph_len, sp_len, sg_len, kz_len, live_len;
-  bool live_ok = false;
-  napi_typedarray_type lt;
-  void *live_data;
-  napi_value ab;
-  size_t live_off;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || !get_u8(env, argv[1], &token, &tok_len) || !get_u8(env, argv[2], &j->ram, &ram_len) ||
-      !get_u8(env, argv[3], &j->page_hash, &ph_len) || !get_u8(env, argv[4], &j->stale_page, &sp_len) || !get_u8(env, argv[5], &j->stale_group, &sg_len) ||
-      !get_u8(env, argv[6], &j->known_zero, &kz_len) || napi_is_typedarray(env, argv[7], &live_ok) != napi_ok || !live_ok || napi_get_typedarray_info(env, argv[7], &lt, &live_len, &live_data, &ab, &live_off) != napi_ok ||
-      lt != napi_float64_array || live_len < 4) {
+  size_t tok_len, ram_len, ph_len, sp_len, sg_len, kz_len;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || !get_bytes(env, argv[1], &token, &tok_len) || !get_bytes(env, argv[2], &j->ram, &ram_len) ||
+      !get_bytes(env, argv[3], &j->page_hash, &ph_len) || !get_bytes(env, argv[4], &j->stale_page, &sp_len) || !get_bytes(env, argv[5], &j->stale_group, &sg_len) ||
+      !get_bytes(env, argv[6], &j->known_zero, &kz_len) || !(j->live = get_f64(env, argv[7], 4))) {
     free(j);
     napi_throw_type_error(env, "BAREMIG_NATIVE", "receivePages: bad argument types");
     return NULL;
   }
   j->pages = ram_len / PAGE;
-  j->live = live_data;
   if (fd < 0 || tok_len != 32 || ph_len != j->pages * 8 || sp_len != j->pages || sg_len != j->pages / 256 || kz_len != j->pages) {
     free(j);
     napi_throw_range_error(env, "BAREMIG_NATIVE", "receivePages: arguments do not match the RAM");

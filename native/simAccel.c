@@ -10,6 +10,7 @@
 #define _DEFAULT_SOURCE
 #include <node_api.h>
 #include "../hypervisor/core/xxh64.h"
+#include "napiArgs.h"
 #include "pageStreamIo.h"
 #include <stdint.h>
 #include <string.h>
@@ -18,26 +19,6 @@
 
 /* One XXH64 for both agents: the native agent's freestanding implementation. */
 #define xxh64 bm_xxh64
-
-#define CHECK(call)                                                         \
-  do {                                                                      \
-    if ((call) != napi_ok) {                                                \
-      napi_throw_error(env, "BAREMIG_NATIVE", "N-API call failed: " #call); \
-      return NULL;                                                          \
-    }                                                                       \
-  } while (0)
-
-static int get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  bool is_typed = false;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &type, len, &d, &ab, &off) != napi_ok || type != napi_uint8_array) return 0;
-  *data = d;
-  return 1;
-}
 
 /*
  * refreshDigest(ram, stalePage, staleGroup, pageHash, groupHash, firstGroup, endGroup) → pages rehashed

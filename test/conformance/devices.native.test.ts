@@ -20,12 +20,10 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '../../src/protocol/client.js';
 import { type SimNodeHandle, startNode } from '../../src/sim/cluster.js';
-import { BOOT_BLOCK_ADDR } from '../../src/sim/guest/layout.js';
 import { readHeartbeat } from '../../src/sim/guest/observer.js';
-import { BOOT_BLOCK_BYTES, GuestOs } from '../../src/sim/guest/os.js';
-import { TIMER_REGION_BYTES, type TimerView, parseTimer } from '../../src/sim/guest/timer.js';
 import { ServiceNetwork } from '../../src/sim/network/server.js';
 import { readNet, until } from '../networkHelpers.js';
+import { readTimer, tickRate } from '../timerHelpers.js';
 import { MiB, type NativeNet, REPO, buildNative, nativeNet, nativeUnavailable } from './targets.js';
 
 const run = promisify(execFile);
@@ -34,12 +32,6 @@ const why = nativeUnavailable();
 if (why) console.log(`native device migration skipped: ${why}`);
 
 const HZ = 1000;
-
-async function readTimer(c: AgentClient): Promise<TimerView> {
-  const boot = await c.request('memRead', { addr: BOOT_BLOCK_ADDR, len: BOOT_BLOCK_BYTES });
-  const t = GuestOs.findModule(boot.data, 'timer')!;
-  return parseTimer((await c.request('memRead', { addr: t.base, len: TIMER_REGION_BYTES })).data);
-}
 
 let net: NativeNet | null = null;
 let svc: ServiceNetwork | null = null;
@@ -138,10 +130,7 @@ describe.skipIf(why !== null)('baremig migrate between native agents in simulate
     expect((await src.request('state', {})).guest).toBe('released');
     expect((await dst.request('state', {})).guest).toBe('running');
     // the tick on the destination: the restored 8254 counts, the restored 8259 passes IRQ0
-    const a = await readTimer(dst);
-    await new Promise((r) => setTimeout(r, 600));
-    const b = await readTimer(dst);
-    const rate = (Number(b.delivered - a.delivered) * 1e9) / (b.lastTickNs - a.lastTickNs);
+    const { rate, b } = await tickRate(dst);
     expect(rate).toBeGreaterThan(HZ * 0.9);
     expect(rate).toBeLessThan(HZ * 1.1);
     // jiffies across the migration follow elapsed guest time
