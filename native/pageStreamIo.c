@@ -263,7 +263,12 @@ static void *send_thread(void *arg) {
     int nb = 0, niov = 1;
     size_t bytes = 0;
     for (; next < j->pages && nb < batch_pages; next++) {
-      if (j->bitmap && !j->bitmap[next]) continue;
+      if (j->bitmap && !j->bitmap[next]) {
+        /* Skip clean stretches eight pages at a time (a 4 GiB guest's final round scans a million marks). */
+        uint64_t w;
+        while (next + 8 < j->pages && (memcpy(&w, j->bitmap + next + 1, 8), w == 0)) next += 8;
+        continue;
+      }
       uint8_t *src = j->ram + next * PAGE;
       const int zero = j->known_zero[next] || is_zero(src);
       uint64_t hash = zero_hash;

@@ -88,8 +88,24 @@ static napi_value or_count(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "BAREMIG_NATIVE", "orCount: the arrays differ in length");
     return NULL;
   }
-  size_t count = 0;
-  for (size_t i = 0; i < n; i++) {
+  /* Eight marks at a time: fold each byte's bits into its lowest, count those. */
+  size_t count = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, into + i, 8);
+    if (from) {
+      uint64_t f;
+      memcpy(&f, from + i, 8);
+      w |= f;
+      memcpy(into + i, &w, 8);
+    }
+    w |= w >> 4;
+    w |= w >> 2;
+    w |= w >> 1;
+    /* Each byte is now 0 or 1: one multiply sums the eight into the top byte (no popcount instruction needed). */
+    count += (size_t)(((w & 0x0101010101010101ULL) * 0x0101010101010101ULL) >> 56);
+  }
+  for (; i < n; i++) {
     if (from) into[i] |= from[i];
     count += into[i] != 0;
   }

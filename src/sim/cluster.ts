@@ -50,7 +50,9 @@ export async function startNode(cfg: SimNodeConfig, opts: StartNodeOptions = {})
   const logFd = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
   // The config (with the cluster key) goes in the environment, which only the
   // same user can read, not on the command line, which `ps` shows everyone.
-  const child = spawn(process.execPath, [...execArgv, '--max-old-space-size=512', file, cfg.name], {
+  // --expose-gc: the agent settles its heap when a guest is about to arrive
+  // (server.ts, prepareIncoming), so that no major GC is pending at the pause.
+  const child = spawn(process.execPath, [...execArgv, '--max-old-space-size=512', '--expose-gc', file, cfg.name], {
     env: { ...process.env, BAREMIG_NODE_CONFIG: JSON.stringify(cfg) },
     stdio: ['ignore', 'pipe', opts.logFile ? logFd : 'pipe'],
     detached: opts.detached ?? false,
