@@ -1351,7 +1351,7 @@ static int store_page(struct pin *p, uint32_t idx, const uint8_t *src) {
 	uint8_t *dst = hal_guest_map((uint64_t)idx * PAGE, PAGE);
 	stats.pages_received++;
 	if (!src) {
-		if (bm_is_zero(dst, PAGE)) return 0; /* already zero: its hash is unchanged (as GuestMemory.storePage) */
+		if (bm_is_zero(dst, PAGE)) return 0; /* already zero: its hash is unchanged (as the simulator's receiver, native/pageStreamIo.c) */
 		bm_memset(dst, 0, PAGE);
 	} else {
 		bm_memcpy(dst, src, PAGE);
@@ -1597,7 +1597,7 @@ static void job_step(void) {
 		bm_put32(h + 4, (uint32_t)p);
 		bm_sess_write(&link, s, h, 8);
 		if (!zero) bm_sess_write(&link, s, src, PAGE);
-		/* hash the page as sent (as the simulator's packPages does): the digest at pause then costs only later writes */
+		/* hash the page as sent (as the simulator's sender, native/pageStreamIo.c): the digest at pause then costs only later writes */
 		set_page_hash(p, zero ? BM_XXH64_ZERO_PAGE : bm_xxh64(src, PAGE, 0));
 		uint64_t nb = zero ? 8 : 8 + PAGE;
 		job.wire += nb;
