@@ -30,14 +30,19 @@ afterEach(async () => {
   net = null;
 });
 
-/** lossPct: frames lost in the network (the bridge), percent. */
-async function run(lossPct: number) {
+/**
+ * lossPct: frames lost in the network (the bridge), percent. agentLoss: the
+ * fraction of received frames every agent and the coordinator's helper drop
+ * themselves (fault injection that needs nothing of the kernel).
+ */
+async function run(lossPct: number, agentLoss = 0) {
   buildNative();
   net = await nativeNet(2, lossPct ? { loss: lossPct } : {});
-  await net.startAgent('node1', { ram: '128M' });
-  await net.startAgent('node2', { ram: '128M' });
+  const extra = agentLoss ? { loss: agentLoss } : {};
+  await net.startAgent('node1', { ram: '128M', ...extra });
+  await net.startAgent('node2', { ram: '128M', ...extra });
   const connect = async (n: string) => {
-    const c = await AgentClient.connect(net!.url(n), { node: n, key: net!.key, connectTimeoutMs: 10_000 });
+    const c = await AgentClient.connect(net!.url(n, agentLoss || undefined), { node: n, key: net!.key, connectTimeoutMs: 10_000 });
     clients.push(c);
     return c;
   };
@@ -62,6 +67,18 @@ describe.skipIf(why !== null)('migrate between native hosted agents over raw fra
     await new Promise((r) => setTimeout(r, 100));
     expect((await readHeartbeat(dst))!.counter).toBeGreaterThan(before + 20n);
     console.log(`native migrate: ${s.rounds} rounds, ${(s.bytesSent / MiB).toFixed(1)} MiB, ${s.totalMs.toFixed(0)} ms total, downtime ${s.downtimeMs.toFixed(1)} ms (guest saw ${s.guestDowntimeMs?.toFixed(1)} ms)`);
+  });
+
+  it('completes correctly when the agents and the coordinator drop 5 % of what they receive', async () => {
+    const { s, dst } = await run(0, 0.05);
+    expect(s.error).toBeUndefined();
+    expect(s.verified).toBe(true);
+    expect(s.guestContinued).toBe(true);
+    expect((await dst.request('state', {})).guest).toBe('running');
+    const [a, b] = [await net!.stats('node1'), await net!.stats('node2')];
+    expect((a.lossDropped ?? 0) + (b.lossDropped ?? 0)).toBeGreaterThan(50);
+    expect(a.retransmits + b.retransmits).toBeGreaterThan(0);
+    console.log(`native migrate, 5 % dropped by the agents: downtime ${s.downtimeMs.toFixed(1)} ms; dropped ${a.lossDropped}/${b.lossDropped}, retransmitted ${a.retransmits}/${b.retransmits}`);
   });
 
   it.skipIf(whyNoLoss !== null)('completes correctly with 5 % frame loss in the network', async () => {
