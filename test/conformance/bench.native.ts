@@ -4,7 +4,7 @@
  * veth link (MTU 9000): full passes over a guest whose RAM is random (a few
  * zero pages), unshaped and with tbf shaping to 1 Gb/s.
  *
- *   npx tsx test/conformance/bench.native.ts [ramMiB=512] [--rates none,1gbit] [--passes 3] [--bandwidth BYTES_PER_S]
+ *   npx tsx test/conformance/bench.native.ts [ramMiB=512] [--rates none,1gbit] [--passes 3] [--bandwidth BYTES_PER_S] [--loss PCT]
  *   npx tsx test/conformance/bench.native.ts --migrate [ramMiB=512] [--rates none,1gbit] [--passes 3]
  *
  * The first form streams all pages of a paused guest (streamPages which:'all',
@@ -27,8 +27,8 @@ function cpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-async function once(ramMiB: number, passes: number, rate?: string, bandwidth?: number): Promise<string> {
-  const net = await nativeNet(2, rate ? { rate } : {});
+async function once(ramMiB: number, passes: number, rate?: string, bandwidth?: number, lossPct = 0): Promise<string> {
+  const net = await nativeNet(2, { ...(rate ? { rate } : {}), ...(lossPct ? { loss: lossPct } : {}) });
   try {
     await net.startAgent('node1', { ram: `${ramMiB + 16}M` });
     await net.startAgent('node2', { ram: `${ramMiB + 16}M` });
@@ -109,6 +109,7 @@ const opt = (name: string, dflt: string) => {
 const rates = opt('rates', 'none,1gbit').split(',');
 const passes = Number(opt('passes', '3'));
 const bandwidth = Number(opt('bandwidth', '0')) || undefined;
+const lossPct = Number(opt('loss', '0'));
 const ram = Number(args[0] ?? 512);
 if (args.includes('--migrate')) {
   args.splice(args.indexOf('--migrate'), 1);
@@ -119,5 +120,5 @@ if (args.includes('--migrate')) {
 } else {
   console.log('| shaping | guest RAM | pages | ms | pages/s | stream Gb/s | page data Gb/s |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
-  for (const r of rates) console.log(await once(ram, passes, r === 'none' ? undefined : r, bandwidth));
+  for (const r of rates) console.log(await once(ram, passes, r === 'none' ? undefined : r, bandwidth, lossPct));
 }
