@@ -203,7 +203,9 @@ describe.skipIf(skipReason !== null)('real peers in a network namespace', () => 
 
     // After: the guest on node42 answers every echo, and its stream goes on.
     const after = await ping(20);
-    expect(after.received).toBe(20);
+    // Rarely (about 1 run in 30) a reply went missing here; what to look at if it does.
+    const why = after.received === 20 ? '' : JSON.stringify({ ping: after.out, nic: nic?.extra, switch: net!.sw.stats(), at: net!.sw.lookup([0x52, 0x54, 0, 0x77, 0, 2]), guestNet: await readNet(dst) });
+    expect(after.received, why).toBe(20);
     const v = await until('stream finished on node42', async () => {
       const x = await readNet(dst);
       return x?.iperf.state === 'done' ? x : null;
