@@ -363,12 +363,13 @@ static void store_zero(job_t *j, uint32_t page) {
   stored(j, page, zero_hash);
 }
 
-static void recv_failed(job_t *j, int r, const char *what) {
+/* A read ended early: the sender closed (between frames: a normal end) or the socket failed. */
+static void recv_failed(job_t *j, int r, int inside_frame) {
   if (r == -EPIPE) {
     j->status = ST_OK;
-    snprintf(j->reason, sizeof j->reason, "closed%s", what[0] ? " inside a frame" : "");
+    snprintf(j->reason, sizeof j->reason, "closed%s", inside_frame ? " inside a frame" : "");
   } else {
-    set_io_error(j, r, what);
+    set_io_error(j, r, "reading pages");
   }
 }
 
@@ -382,7 +383,7 @@ static void *recv_thread(void *arg) {
   int r;
   j->status = ST_OK;
   if ((r = recv_bytes(j, open, OPENING_BYTES)) < 0) {
-    recv_failed(j, r, "");
+    recv_failed(j, r, 0);
     goto done;
   }
   {
@@ -402,7 +403,7 @@ static void *recv_thread(void *arg) {
   wire = OPENING_BYTES;
   for (;;) {
     if ((r = recv_bytes(j, head, HDR)) < 0) {
-      recv_failed(j, r, "");
+      recv_failed(j, r, 0);
       goto done;
     }
     const uint32_t a = get_u32(head + 4);
@@ -415,7 +416,7 @@ static void *recv_thread(void *arg) {
         goto done;
       }
       if ((r = recv_bytes(j, head + HDR, 4 * n)) < 0) {
-        recv_failed(j, r, "x");
+        recv_failed(j, r, 1);
         goto done;
       }
       /* Every index is checked before a byte of RAM changes: inside RAM, and ascending (so no page twice). */
@@ -457,7 +458,7 @@ static void *recv_thread(void *arg) {
       }
       pthread_mutex_unlock(&j->ram_mu);
       if (r < 0) {
-        recv_failed(j, r, "x");
+        recv_failed(j, r, 1);
         goto done;
       }
       since_end += n;
@@ -485,7 +486,7 @@ static void *recv_thread(void *arg) {
       }
       pthread_mutex_unlock(&j->ram_mu);
       if (r < 0) {
-        recv_failed(j, r, "x");
+        recv_failed(j, r, 1);
         goto done;
       }
       since_end++;
