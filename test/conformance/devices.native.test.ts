@@ -6,7 +6,7 @@
  * service network, and its migration link an AF_PACKET socket on mig0 in the
  * node's namespace. The guest takes a 1000 Hz tick through the chips and
  * drives the NIC; a peer node (TypeScript agent) on the same switch pings it
- * before and after the migration (paused during it, see below).
+ * every 10 ms before, through and after the migration.
  * The migration moves memory, vCPU and device state (captured and restored
  * through the native agents' IoPrograms and shadows), verifies, and on the
  * destination the tick runs at 1000 Hz, jiffies follow elapsed time and the
@@ -57,7 +57,7 @@ describe.skipIf(why !== null)('baremig migrate between native agents in simulate
       net.startAgent('node1', { ram: '128M', devices, network: { switch: svc.endpoint('node1'), autonegMs: 20 } }),
       net.startAgent('node2', { ram: '128M', devices, network: { switch: svc.endpoint('node2'), autonegMs: 20 } }),
     ]);
-    const PINGS = 1000;
+    const PINGS = 3000; // 30 s of pings: they outlast the test
     peer = await startNode({
       name: 'peer',
       host: '127.0.0.1',
@@ -106,11 +106,10 @@ describe.skipIf(why !== null)('baremig migrate between native agents in simulate
     const lines = ['cluster:', `  keyFile: ${net.keyFile}`, 'nodes:'];
     for (const n of ['node1', 'node2']) lines.push(`  ${n}:`, `    agent: ${net.url(n)}`, '    ram: 128M');
     writeFileSync(nodesFile, `${lines.join('\n')}\n`);
-    // The peer is paused through the migration: frames that reach the destination
-    // NIC between the end of its restore (RX open, the switch told by the
-    // announcement) and the engine's memory verification are DMA'd into the
-    // destination's RAM and fail the verification (see docs/design-notes.md).
-    await peerClient.request('pause', {});
+    // The peer pings on through the migration: frames that reach the destination
+    // NIC after its restore (RX open, the switch told by the announcement) land in
+    // guest RAM before the guest runs, which is why the engine takes the memory
+    // digests before the device restore (docs/design-notes.md).
     const beforeMigrate = await readTimer(src);
     let stdout = '';
     let stderr = '';
@@ -120,7 +119,6 @@ describe.skipIf(why !== null)('baremig migrate between native agents in simulate
     } catch (e) {
       ({ code, stdout, stderr } = e as { code: number; stdout: string; stderr: string });
     }
-    await peerClient.request('resume', {});
     const j = JSON.parse(stdout) as Record<string, unknown> & { devices: Array<{ kind: string; programs: number; restoreMs: number; extra?: Record<string, number> }> };
     expect(j.error, `${JSON.stringify(j.error)}\n${stderr}`).toBeUndefined();
     expect(code).toBe(0);
@@ -148,6 +146,9 @@ describe.skipIf(why !== null)('baremig migrate between native agents in simulate
     // the NIC on the destination: the peer's pings are answered again
     const p0 = (await readNet(peerClient))!.ping.received;
     await until('pings answered on the destination', async () => ((await readNet(peerClient))?.ping.received ?? 0) > p0 + 20, 10_000);
+    // Unanswered: what 100 pings/s lose in the pause, plus the one in flight at each edge and the last one sent.
+    const lost = (await readNet(peerClient))!.ping;
+    expect(lost.sent - lost.received).toBeLessThanOrEqual(Math.ceil(Math.max(j.downtimeMs as number, (j.guestDowntimeMs as number) ?? 0) / 10) + 3);
     const p = (await readNet(peerClient))!;
     expect(p.ping.duplicates).toBe(0);
     const [s1, s2] = [await net.stats('node1'), await net.stats('node2')];
