@@ -11,9 +11,10 @@
  *   lifecycle, vCPU  the simulator's Machine (boot, prepareIncoming, pause, resume,
  *                    release, getVcpu, setVcpu) through src/sim/node/nativeAgent.ts
  *   devices          the simulator's device bus (the 8254, 8259 and RTL8169 models),
- *                    raw accesses as the TypeScript agent's IoProgram runner makes
+ *                    the same accesses as the TypeScript agent's IoProgram runner
  *   shadows          core/shadow.c, fed by the port traps the node registers on its
- *                    bus (portTrap) and the vCPU's interrupt acknowledges (inta)
+ *                    bus (portTrap: the guest's accesses and the agent's own) and
+ *                    the vCPU's interrupt acknowledges (inta)
  *   link             an AF_PACKET socket on one interface (net.c), opened in a
  *                    network namespace when asked; its fd is polled by libuv
  *

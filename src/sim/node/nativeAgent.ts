@@ -10,9 +10,10 @@
  * - write tracking: GuestMemory's dirty map, by pointer (collected and cleared
  *   on the main thread, where the guest runs: nothing writes in between);
  * - boot / prepareIncoming / pause / resume / release and the vCPU: Machine;
- * - port I/O and MMIO: the device bus, raw (the agent's own accesses do not pass
- *   the guest's traps), devices brought to the node clock first, as the
- *   TypeScript agent's IoProgram runner does;
+ * - port I/O and MMIO: the device bus (DeviceBus.agentIn/agentOut: the agent's
+ *   own port accesses reach the shadows too, so they keep describing the chips
+ *   after a capture or a restore), devices brought to the node clock first, as
+ *   the TypeScript agent's IoProgram runner does;
  * - shadows of the 8254 and 8259: the core's reducers (core/shadow.c), fed by
  *   port traps on this bus and by the vCPU's interrupt acknowledges.
  *
